@@ -1,0 +1,406 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// TC classifier that copies whole packets matching a small rule table to a
+// BPF ring buffer. It never changes or drops traffic: every path returns
+// TC_ACT_UNSPEC, which is also TCX_NEXT.
+//
+// Written to pass the verifier of kernel 5.15 (legacy TC, no TCX, no
+// dynptrs) as well as current kernels: headers are read with
+// bpf_skb_load_bytes into small stack buffers, every loop has a constant
+// bound, and the copy goes through a per-CPU scratch area because
+// bpf_ringbuf_reserve needs a constant size.
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define TC_ACT_UNSPEC (-1)
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_AH 51
+#define IPPROTO_DSTOPTS 60
+
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXT_HDRS 6
+#define MAX_RULES 16
+
+// The largest snap length: the scratch area holds this many packet bytes.
+// A power of two minus one so that a mask keeps the verifier convinced.
+#define MAX_SNAPLEN 65535
+
+#define DIR_INGRESS 1
+#define DIR_EGRESS 2
+
+enum counter {
+	COUNTER_SEEN = 0,         // packets the classifier looked at
+	COUNTER_MATCHED = 1,      // packets that matched a rule
+	COUNTER_MATCHED_BYTES = 2,// their original lengths
+	COUNTER_RINGBUF_FULL = 3, // matched but lost: ring buffer full
+	COUNTER_MAX = 4,
+};
+
+// One filter rule. Zero fields are wildcards. A packet matches when
+// every non-zero field matches; ports and addresses match either end.
+struct rule {
+	__u8 proto;     // IPPROTO_TCP, IPPROTO_UDP, or 0 for any
+	__u8 direction; // DIR_INGRESS, DIR_EGRESS, or 0 for both
+	__u8 family;    // 4 or 6 when addr/mask hold a CIDR, 0 for any address
+	__u8 pad;
+	__u16 port;     // host byte order, 0 for any
+	__u16 pad2;
+	__u32 addr[4];  // network byte order; IPv4 uses addr[0]
+	__u32 mask[4];
+};
+
+struct rules {
+	__u32 count;
+	__u32 pad;
+	struct rule rule[MAX_RULES];
+};
+
+// Metadata in front of every packet in the ring buffer.
+struct pkt_meta {
+	__u64 timestamp;   // bpf_ktime_get_boot_ns(); user space adds the wall-clock offset
+	__u32 ifindex;
+	__u32 orig_len;    // skb->len: the frame as seen, without an offloaded VLAN tag
+	__u32 cap_len;     // bytes that follow this header
+	__u16 vlan_tci;    // offloaded (not in the data) outer VLAN tag, if vlan_present
+	__u16 vlan_proto;  // its TPID, host byte order
+	__u8 direction;    // DIR_INGRESS or DIR_EGRESS
+	__u8 vlan_present;
+	__u8 pad[6];
+};
+
+struct scratch {
+	struct pkt_meta meta;
+	__u8 data[MAX_SNAPLEN + 1];
+};
+
+// A fragmented datagram whose first fragment matched: its later fragments
+// carry no ports, so they are captured by looking up this key.
+struct frag_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u32 id;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24); // set by user space at load time
+} packets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rules);
+} filter_rules SEC(".maps");
+
+// Not a per-CPU array: per-CPU values are limited to 32 KiB. User space
+// sizes it to the number of possible CPUs; a classifier runs to completion
+// on one CPU without being re-entered, so one slot per CPU is enough.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); // set by user space to the number of possible CPUs
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_area SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct frag_key);
+	__type(value, __u8);
+} fragments SEC(".maps");
+
+// Snap length, set by user space before loading (1..MAX_SNAPLEN).
+volatile const __u32 snaplen = MAX_SNAPLEN;
+
+// Waking the reader for every packet costs more than copying it: the
+// reader polls on a short timer instead, and is woken early only when
+// this many bytes wait in the ring. Set by user space before loading.
+volatile const __u64 wakeup_bytes = 1 << 20;
+
+// What the parser learned about a packet.
+struct pkt_info {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u32 frag_id;
+	__u16 sport;
+	__u16 dport;
+	__u8 family;    // 4, 6, or 0 when not IP
+	__u8 proto;     // transport protocol, 0 when unknown
+	__u8 has_ports; // sport/dport are valid
+	__u8 fragment;  // 0: not fragmented, 1: first fragment, 2: later fragment
+};
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += n;
+}
+
+// parse fills info from the packet. It returns 0 when the packet is not
+// IP (or is too short), which still lets "any" rules match it.
+static __always_inline int parse(struct __sk_buff *skb, struct pkt_info *info)
+{
+	__u32 off = ETH_HLEN;
+	__u16 proto;
+
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
+		return 0;
+	proto = bpf_ntohs(proto);
+
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+			break;
+		__u16 tag[2];
+		if (bpf_skb_load_bytes(skb, off, tag, sizeof(tag)) < 0)
+			return 0;
+		proto = bpf_ntohs(tag[1]);
+		off += 4;
+	}
+
+	__u8 l4proto;
+	if (proto == ETH_P_IP) {
+		__u8 ip[20];
+		if (bpf_skb_load_bytes(skb, off, ip, sizeof(ip)) < 0)
+			return 0;
+		if ((ip[0] >> 4) != 4)
+			return 0;
+		__u32 ihl = (ip[0] & 0x0f) * 4;
+		if (ihl < 20)
+			return 0;
+		info->family = 4;
+		l4proto = ip[9];
+		__builtin_memcpy(&info->saddr[0], &ip[12], 4);
+		__builtin_memcpy(&info->daddr[0], &ip[16], 4);
+		__u16 frag = ((__u16)ip[6] << 8) | ip[7];
+		__u16 frag_off = frag & 0x1fff;
+		if (frag_off != 0 || (frag & 0x2000)) {
+			info->fragment = frag_off ? 2 : 1;
+			info->frag_id = ((__u32)ip[4] << 8) | ip[5];
+		}
+		off += ihl;
+	} else if (proto == ETH_P_IPV6) {
+		__u8 ip6[40];
+		if (bpf_skb_load_bytes(skb, off, ip6, sizeof(ip6)) < 0)
+			return 0;
+		if ((ip6[0] >> 4) != 6)
+			return 0;
+		info->family = 6;
+		l4proto = ip6[6];
+		__builtin_memcpy(info->saddr, &ip6[8], 16);
+		__builtin_memcpy(info->daddr, &ip6[24], 16);
+		off += 40;
+
+		// Walk a bounded number of extension headers; give up (no
+		// transport protocol) on anything deeper or unknown.
+#pragma unroll
+		for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
+			if (l4proto == IPPROTO_HOPOPTS || l4proto == IPPROTO_ROUTING ||
+			    l4proto == IPPROTO_DSTOPTS) {
+				__u8 ext[2];
+				if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)) < 0)
+					return 1;
+				l4proto = ext[0];
+				off += ((__u32)ext[1] + 1) * 8;
+			} else if (l4proto == IPPROTO_AH) {
+				__u8 ext[2];
+				if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)) < 0)
+					return 1;
+				l4proto = ext[0];
+				off += ((__u32)ext[1] + 2) * 4;
+			} else if (l4proto == IPPROTO_FRAGMENT) {
+				__u8 ext[8];
+				if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)) < 0)
+					return 1;
+				l4proto = ext[0];
+				__u16 frag = ((__u16)ext[2] << 8) | ext[3];
+				info->fragment = (frag & 0xfff8) ? 2 : 1;
+				__builtin_memcpy(&info->frag_id, &ext[4], 4);
+				off += 8;
+				if (info->fragment == 2)
+					break;
+			} else {
+				break;
+			}
+		}
+		if (l4proto == IPPROTO_HOPOPTS || l4proto == IPPROTO_ROUTING ||
+		    l4proto == IPPROTO_DSTOPTS || l4proto == IPPROTO_AH ||
+		    (l4proto == IPPROTO_FRAGMENT && info->fragment != 2))
+			return 1; // too many extension headers
+	} else {
+		return 0;
+	}
+
+	info->proto = l4proto;
+	if (info->fragment != 2 && (l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP)) {
+		__u16 ports[2];
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) == 0) {
+			info->sport = bpf_ntohs(ports[0]);
+			info->dport = bpf_ntohs(ports[1]);
+			info->has_ports = 1;
+		}
+	}
+	return 1;
+}
+
+static __always_inline int addr_match(const struct rule *r, const __u32 *a)
+{
+	if (r->family == 4)
+		return (a[0] & r->mask[0]) == r->addr[0];
+	return (a[0] & r->mask[0]) == r->addr[0] && (a[1] & r->mask[1]) == r->addr[1] &&
+	       (a[2] & r->mask[2]) == r->addr[2] && (a[3] & r->mask[3]) == r->addr[3];
+}
+
+static __always_inline int rule_match(const struct rule *r, const struct pkt_info *info,
+				      __u8 direction)
+{
+	if (r->direction && r->direction != direction)
+		return 0;
+	if (r->family) {
+		if (r->family != info->family)
+			return 0;
+		if (!addr_match(r, info->saddr) && !addr_match(r, info->daddr))
+			return 0;
+	}
+	if (r->proto && r->proto != info->proto)
+		return 0;
+	if (r->port) {
+		if (!info->has_ports)
+			return 0;
+		if (r->port != info->sport && r->port != info->dport)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline void frag_key_of(struct frag_key *k, const struct pkt_info *info)
+{
+	__builtin_memcpy(k->saddr, info->saddr, sizeof(k->saddr));
+	__builtin_memcpy(k->daddr, info->daddr, sizeof(k->daddr));
+	k->id = info->frag_id;
+	k->proto = info->proto;
+	k->family = info->family;
+	k->pad = 0;
+}
+
+static __always_inline int match(struct __sk_buff *skb, __u8 direction)
+{
+	struct pkt_info info = {};
+	__u32 zero = 0;
+
+	struct rules *rules = bpf_map_lookup_elem(&filter_rules, &zero);
+	if (!rules)
+		return 0;
+
+	parse(skb, &info);
+
+	// Later fragments have no ports: they belong to the capture when the
+	// first fragment of the same datagram matched (and was seen first).
+	if (info.fragment == 2) {
+		struct frag_key k;
+		frag_key_of(&k, &info);
+		return bpf_map_lookup_elem(&fragments, &k) != NULL;
+	}
+
+	__u32 n = rules->count;
+	int matched = 0;
+	// A bounded loop (kernel 5.3+): unrolling 16 rule checks would bloat
+	// the program for no gain.
+	for (int i = 0; i < MAX_RULES; i++) {
+		if (i >= n)
+			break;
+		if (rule_match(&rules->rule[i], &info, direction)) {
+			matched = 1;
+			break;
+		}
+	}
+
+	if (matched && info.fragment == 1) {
+		struct frag_key k;
+		__u8 one = 1;
+		frag_key_of(&k, &info);
+		bpf_map_update_elem(&fragments, &k, &one, BPF_ANY);
+	}
+	return matched;
+}
+
+static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
+{
+	count(COUNTER_SEEN, 1);
+	if (!match(skb, direction))
+		return TC_ACT_UNSPEC;
+
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch_area, &cpu);
+	if (!s)
+		return TC_ACT_UNSPEC;
+
+	__u32 len = skb->len;
+	__u32 cap = len;
+	if (cap > snaplen)
+		cap = snaplen;
+	cap &= MAX_SNAPLEN;
+	if (cap == 0)
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_load_bytes(skb, 0, s->data, cap) < 0)
+		return TC_ACT_UNSPEC;
+
+	s->meta.timestamp = bpf_ktime_get_boot_ns();
+	s->meta.ifindex = skb->ifindex;
+	s->meta.orig_len = len;
+	s->meta.cap_len = cap;
+	s->meta.direction = direction;
+	s->meta.vlan_present = skb->vlan_present ? 1 : 0;
+	s->meta.vlan_tci = skb->vlan_tci;
+	s->meta.vlan_proto = bpf_ntohs(skb->vlan_proto);
+
+	count(COUNTER_MATCHED, 1);
+	count(COUNTER_MATCHED_BYTES, len);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&packets, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&packets, s, sizeof(struct pkt_meta) + cap, flags) < 0)
+		count(COUNTER_RINGBUF_FULL, 1);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int capture_ingress(struct __sk_buff *skb)
+{
+	return capture(skb, DIR_INGRESS);
+}
+
+SEC("tc")
+int capture_egress(struct __sk_buff *skb)
+{
+	return capture(skb, DIR_EGRESS);
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

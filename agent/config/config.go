@@ -1,0 +1,238 @@
+// Package config reads the agent's settings from environment variables
+// and the equivalent command-line flags (a flag wins over its variable).
+// The variable names are those of the netobserv agent's packet-capture
+// mode where one existed (ENABLE_PCA, PCA_FILTER, PCA_SERVER_PORT,
+// INTERFACES, EXCLUDE_INTERFACES, LOG_LEVEL), so its deployments keep
+// working.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pano-observability/pano/agent/filter"
+	"github.com/pano-observability/pano/agent/tracer"
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	EnablePCA      bool
+	Filter         []filter.Rule
+	ServerAddr     string // host:port of the PCAP-over-TCP listener
+	Allow          []netip.Prefix
+	MaxClients     int
+	ClientQueue    int
+	Nanosecond     bool
+	Interfaces     []string
+	Exclude        []string
+	LogLevel       slog.Level
+	MetricsAddr    string // empty: no metrics endpoint
+	AttachMode     tracer.Mode
+	SnapLen        uint32
+	DedupWindow    time.Duration
+	RingBufferSize int
+}
+
+// setting is one configuration item: a flag, its variable and how to
+// apply the value.
+type setting struct {
+	flag, env, def, help string
+	apply                func(c *Config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"enable-pca", "ENABLE_PCA", "true", "capture packets and serve them over PCAP-over-TCP (false: exit, nothing to do)",
+			func(c *Config, v string) (err error) { c.EnablePCA, err = strconv.ParseBool(v); return }},
+		{"pca-filter", "PCA_FILTER", "udp,53;tcp,53",
+			"in-kernel filter: rules separated by ';', each PROTO,PORT[,CIDR][,DIRECTION] with PROTO udp|tcp|any, PORT a number or any " +
+				"(source or destination), CIDR an address or prefix (source or destination), DIRECTION in|out|both; " +
+				"e.g. 'udp,53', 'udp,53;tcp,53', 'udp,53,198.18.0.0/15,in', 'any,any'",
+			func(c *Config, v string) (err error) { c.Filter, err = filter.Parse(v); return }},
+		{"pca-server-addr", "PCA_SERVER_ADDR", "127.0.0.1", "address the PCAP-over-TCP server listens on (0.0.0.0 or :: for every address)",
+			func(c *Config, v string) error {
+				c.ServerAddr = net.JoinHostPort(v, portOf(c.ServerAddr))
+				return nil
+			}},
+		{"pca-server-port", "PCA_SERVER_PORT", "57012", "PCAP-over-TCP server port",
+			func(c *Config, v string) error {
+				p, err := strconv.ParseUint(v, 10, 16)
+				if err != nil {
+					return errors.New("want a port number 0-65535")
+				}
+				host, _, _ := net.SplitHostPort(c.ServerAddr)
+				c.ServerAddr = net.JoinHostPort(host, strconv.FormatUint(p, 10))
+				return nil
+			}},
+		{"pca-allow", "PCA_ALLOW", "", "comma-separated CIDRs of the clients allowed to connect (empty: any)",
+			func(c *Config, v string) error {
+				c.Allow = nil
+				for _, s := range splitList(v) {
+					p, err := netip.ParsePrefix(s)
+					if err != nil {
+						return err
+					}
+					c.Allow = append(c.Allow, p.Masked())
+				}
+				return nil
+			}},
+		{"pca-max-clients", "PCA_MAX_CLIENTS", "16", "most PCAP-over-TCP clients connected at once",
+			func(c *Config, v string) (err error) { c.MaxClients, err = positiveInt(v); return }},
+		{"pca-client-queue", "PCA_CLIENT_QUEUE", "8MiB", "queue per PCAP-over-TCP client; a client that falls this far behind loses packets (counted)",
+			func(c *Config, v string) (err error) { c.ClientQueue, err = parseSize(v); return }},
+		{"pca-nanosecond", "PCA_NANOSECOND", "false", "nanosecond pcap timestamps (magic 0xa1b23c4d); the default microsecond format is what Zeek's plugin reads",
+			func(c *Config, v string) (err error) { c.Nanosecond, err = strconv.ParseBool(v); return }},
+		{"interfaces", "INTERFACES", "", "comma-separated interfaces to capture, names or globs (veth*); empty: all (minus EXCLUDE_INTERFACES), including ones that appear later",
+			func(c *Config, v string) error { c.Interfaces = splitList(v); return nil }},
+		{"exclude-interfaces", "EXCLUDE_INTERFACES", "lo", "comma-separated interfaces never captured, names or globs",
+			func(c *Config, v string) error { c.Exclude = splitList(v); return nil }},
+		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error",
+			func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+		{"metrics-addr", "METRICS_ADDR", "127.0.0.1:9103", "address of the Prometheus /metrics endpoint (off: none)",
+			func(c *Config, v string) error {
+				if v == "off" || v == "" {
+					c.MetricsAddr = ""
+					return nil
+				}
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return err
+				}
+				c.MetricsAddr = v
+				return nil
+			}},
+		{"attach-mode", "ATTACH_MODE", "auto", "auto (TCX where the kernel has it, Linux 6.6+, else legacy TC), tcx, or tc (clsact qdisc + cls_bpf)",
+			func(c *Config, v string) (err error) { c.AttachMode, err = tracer.ParseMode(v); return }},
+		{"snaplen", "SNAPLEN", "65535", "bytes kept of each packet (1-65535); the default keeps whole DNS-over-TCP messages and EDNS answers",
+			func(c *Config, v string) error {
+				n, err := strconv.ParseUint(v, 10, 32)
+				if err != nil || n == 0 || n > 65535 {
+					return errors.New("want 1-65535")
+				}
+				c.SnapLen = uint32(n)
+				return nil
+			}},
+		{"dedup-window", "DEDUP_WINDOW", "2ms", "a packet seen again on another captured interface (or direction) within this time is dropped as a duplicate; 0 disables",
+			func(c *Config, v string) error {
+				d, err := time.ParseDuration(v)
+				if err != nil || d < 0 {
+					return errors.New("want a duration such as 2ms, or 0")
+				}
+				c.DedupWindow = d
+				return nil
+			}},
+		{"ring-buffer-size", "RING_BUFFER_SIZE", "16MiB", "kernel-to-agent ring buffer (a power of two: 4MiB, 16MiB, 64MiB); bigger absorbs longer bursts",
+			func(c *Config, v string) (err error) { c.RingBufferSize, err = parseSize(v); return }},
+	}
+}
+
+// Load parses args (without the program name) over the environment.
+// getenv is os.Getenv in production. It returns flag.ErrHelp after
+// printing the usage to out for -h/--help.
+func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c := &Config{ServerAddr: "127.0.0.1:57012"}
+	fs := flag.NewFlagSet("pano-agent", flag.ContinueOnError)
+	fs.SetOutput(out)
+	all := settings()
+	values := make([]*string, len(all))
+	for i, s := range all {
+		def := s.def
+		if v, ok := lookup(getenv, s.env); ok {
+			def = v
+		}
+		values[i] = fs.String(s.flag, def, s.help)
+	}
+	fs.Usage = func() { usage(out, all) }
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (settings are flags or environment variables; see --help)", fs.Arg(0))
+	}
+	for i, s := range all {
+		if err := s.apply(c, *values[i]); err != nil {
+			return nil, fmt.Errorf("%s / -%s %q: %w", s.env, s.flag, *values[i], err)
+		}
+	}
+	return c, nil
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func usage(w io.Writer, all []setting) {
+	fmt.Fprintf(w, "pano-agent captures packets with an eBPF TC classifier and serves them over PCAP-over-TCP.\n\n")
+	fmt.Fprintf(w, "Every setting is a flag or an environment variable (the flag wins).\n\n")
+	for _, s := range all {
+		def := s.def
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  -%s, %s (default %s)\n", s.flag, s.env, def)
+		fmt.Fprintf(w, "      %s\n", s.help)
+	}
+	fmt.Fprintf(w, "\nGOMAXPROCS defaults to 1 (one capture goroutine; more threads only add hand-offs); set it to override.\n")
+	fmt.Fprintf(w, "\nNeeds CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (docker compose: cap_add: [BPF, NET_ADMIN, PERFMON]) and host networking.\n")
+}
+
+func portOf(hostport string) string {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "57012"
+	}
+	return p
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func positiveInt(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a positive number")
+	}
+	return n, nil
+}
+
+// parseSize reads a byte count with an optional binary suffix:
+// 4096, 64KiB, 16MiB, 1GiB (K, M, G and KB, MB, GB mean the same).
+func parseSize(v string) (int, error) {
+	s, mult := splitUnit(strings.TrimSpace(v))
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 || n > (1<<31)/mult {
+		return 0, errors.New("want a size such as 16MiB, 512KiB or a byte count")
+	}
+	return n * mult, nil
+}
+
+func splitUnit(s string) (string, int) {
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{
+		{"GiB", 1 << 30}, {"GB", 1 << 30}, {"G", 1 << 30},
+		{"MiB", 1 << 20}, {"MB", 1 << 20}, {"M", 1 << 20},
+		{"KiB", 1 << 10}, {"KB", 1 << 10}, {"K", 1 << 10},
+	} {
+		if len(s) > len(u.suffix) && strings.EqualFold(s[len(s)-len(u.suffix):], u.suffix) {
+			return strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.mult
+		}
+	}
+	return s, 1
+}

@@ -1,0 +1,124 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pano-observability/pano/agent/filter"
+	"github.com/pano-observability/pano/agent/tracer"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.EnablePCA || filter.Format(c.Filter) != "udp,53;tcp,53" || c.ServerAddr != "127.0.0.1:57012" ||
+		c.MetricsAddr != "127.0.0.1:9103" || c.AttachMode != tracer.ModeAuto || c.SnapLen != 65535 ||
+		c.DedupWindow != 2*time.Millisecond || c.RingBufferSize != 16<<20 || c.ClientQueue != 8<<20 ||
+		c.MaxClients != 16 || c.LogLevel != slog.LevelInfo || len(c.Interfaces) != 0 ||
+		len(c.Exclude) != 1 || c.Exclude[0] != "lo" || c.Nanosecond {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestEnvironmentAndFlags(t *testing.T) {
+	e := env(map[string]string{
+		"ENABLE_PCA":         "true",
+		"PCA_FILTER":         "udp,53",
+		"PCA_SERVER_PORT":    "1234",
+		"PCA_SERVER_ADDR":    "::",
+		"INTERFACES":         "eth0, veth*",
+		"EXCLUDE_INTERFACES": "",
+		"LOG_LEVEL":          "debug",
+		"METRICS_ADDR":       "off",
+		"ATTACH_MODE":        "tc",
+		"SNAPLEN":            "1500",
+		"DEDUP_WINDOW":       "0",
+		"RING_BUFFER_SIZE":   "64MiB",
+		"PCA_ALLOW":          "127.0.0.0/8,10.1.2.3/8",
+	})
+	c, err := Load(nil, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filter.Format(c.Filter) != "udp,53" || c.ServerAddr != "[::]:1234" || strings.Join(c.Interfaces, "|") != "eth0|veth*" ||
+		len(c.Exclude) != 1 || c.LogLevel != slog.LevelDebug || c.MetricsAddr != "" || c.AttachMode != tracer.ModeTC ||
+		c.SnapLen != 1500 || c.DedupWindow != 0 || c.RingBufferSize != 64<<20 || len(c.Allow) != 2 || c.Allow[1].String() != "10.0.0.0/8" {
+		t.Fatalf("from environment: %+v", c)
+	}
+	// A flag wins over its variable.
+	c, err = Load([]string{"-pca-server-port=999", "-pca-filter=tcp,53", "-attach-mode", "tcx", "-exclude-interfaces=lo,docker*"}, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerAddr != "[::]:999" || filter.Format(c.Filter) != "tcp,53" || c.AttachMode != tracer.ModeTCX || len(c.Exclude) != 2 {
+		t.Fatalf("flags over environment: %+v", c)
+	}
+}
+
+func TestErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct{ env, val string }{
+		{"ENABLE_PCA", "maybe"},
+		{"PCA_FILTER", "icmp,1"},
+		{"PCA_SERVER_PORT", "70000"},
+		{"PCA_ALLOW", "10.0.0.0/40"},
+		{"PCA_MAX_CLIENTS", "0"},
+		{"PCA_CLIENT_QUEUE", "lots"},
+		{"LOG_LEVEL", "loud"},
+		{"METRICS_ADDR", "9103"},
+		{"ATTACH_MODE", "xdp"},
+		{"SNAPLEN", "0"},
+		{"SNAPLEN", "65536"},
+		{"DEDUP_WINDOW", "-1s"},
+		{"RING_BUFFER_SIZE", "16XB"},
+	} {
+		_, err := Load(nil, env(map[string]string{tc.env: tc.val}), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.env) {
+			t.Errorf("%s=%s: error %v, want one naming %s", tc.env, tc.val, err, tc.env)
+		}
+	}
+	if _, err := Load([]string{"stray"}, env(nil), io.Discard); err == nil {
+		t.Error("a positional argument was accepted")
+	}
+}
+
+func TestHelpDocumentsEverySetting(t *testing.T) {
+	var out bytes.Buffer
+	_, err := Load([]string{"--help"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, s := range settings() {
+		if !strings.Contains(out.String(), "-"+s.flag+", "+s.env+" (default ") {
+			t.Errorf("--help does not document -%s / %s:\n%s", s.flag, s.env, out.String())
+		}
+	}
+	for _, want := range []string{"ENABLE_PCA", "PCA_FILTER", "PCA_SERVER_PORT", "PCA_SERVER_ADDR", "INTERFACES", "EXCLUDE_INTERFACES",
+		"LOG_LEVEL", "METRICS_ADDR", "ATTACH_MODE", "SNAPLEN", "DEDUP_WINDOW", "RING_BUFFER_SIZE", "cap_add: [BPF, NET_ADMIN, PERFMON]"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help does not mention %s", want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int{"4096": 4096, "64KiB": 64 << 10, "16MiB": 16 << 20, "16m": 16 << 20, "1G": 1 << 30, " 2 MB ": 2 << 20} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "0", "3GiB", "1.5M"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}

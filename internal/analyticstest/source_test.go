@@ -1,0 +1,135 @@
+package analyticstest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/pano-observability/pano/internal/testenv"
+)
+
+// recordSource puts dns.log records into Kafka's dns topic.
+type recordSource interface {
+	Append(t *testing.T, records []Record)
+	// MetricsAddr is the host:port Prometheus should scrape, "" if none.
+	MetricsAddr() string
+}
+
+// startSource runs the real shim on a dns.log it appends to. Until the
+// shim's command exists in this tree, records are produced to Kafka
+// directly in the shim's message format (key uid, flat JSON value).
+func startSource(t *testing.T, k *testenv.Kafka) recordSource {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "shim", "cmd", "pano-shim", "main.go")); err == nil {
+		return startShim(t, root, k)
+	}
+	t.Log("NOTE: shim/cmd/pano-shim is not in this tree: producing to Kafka directly, in the shim's message format")
+	return newSaramaSource(t, k)
+}
+
+type shimSource struct {
+	logPath, metricsAddr string
+}
+
+func startShim(t *testing.T, root string, k *testenv.Kafka) *shimSource {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pano-shim")
+	build := exec.Command("go", "build", "-o", bin, "./shim/cmd/pano-shim")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the shim: %v\n%s", err, out)
+	}
+	s := &shimSource{
+		logPath:     filepath.Join(dir, "logs", "dns.log"),
+		metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+	}
+	if err := os.MkdirAll(filepath.Dir(s.logPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.logPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin,
+		"-logs", s.logPath,
+		"-brokers", k.Bootstrap,
+		"-state-dir", filepath.Join(dir, "state"),
+		"-metrics-addr", s.metricsAddr,
+	)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start the shim: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("--- shim output:\n%s", out.String())
+		}
+	})
+	t.Logf("shim running on %s, metrics on %s", s.logPath, s.metricsAddr)
+	return s
+}
+
+func (s *shimSource) Append(t *testing.T, records []Record) {
+	t.Helper()
+	f, err := os.OpenFile(s.logPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b strings.Builder
+	for _, r := range records {
+		b.Write(r.ZeekJSON())
+		b.WriteByte('\n')
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *shimSource) MetricsAddr() string { return s.metricsAddr }
+
+type saramaSource struct {
+	producer sarama.SyncProducer
+}
+
+func newSaramaSource(t *testing.T, k *testenv.Kafka) *saramaSource {
+	t.Helper()
+	cfg := testenv.KafkaSaramaConfig()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	p, err := sarama.NewSyncProducer([]string{k.Bootstrap}, cfg)
+	if err != nil {
+		t.Fatalf("kafka producer: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return &saramaSource{producer: p}
+}
+
+func (s *saramaSource) Append(t *testing.T, records []Record) {
+	t.Helper()
+	msgs := make([]*sarama.ProducerMessage, 0, len(records))
+	for _, r := range records {
+		msgs = append(msgs, &sarama.ProducerMessage{
+			Topic: "dns", Key: sarama.StringEncoder(r.UID), Value: sarama.ByteEncoder(r.KafkaJSON()),
+		})
+	}
+	if err := s.producer.SendMessages(msgs); err != nil {
+		t.Fatalf("produce %d records: %v", len(msgs), err)
+	}
+}
+
+func (s *saramaSource) MetricsAddr() string { return "" }

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pano-observability/pano/internal/testenv"
+)
+
+var jsonUnmarshal = json.Unmarshal
+
+// TestFixturesToKafka: every record of the real Zeek logs (TSV fixtures
+// and the JSON fixture) reaches Kafka once, equal field for field to an
+// independent reading of the same file.
+func TestFixturesToKafka(t *testing.T) {
+	k := testenv.StartKafka(t)
+	k.CreateTopic(t, "fx-dns", 3)
+	dir := t.TempDir()
+	var want []string
+	tsvs, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "zeek-dns", "*.dns.log"))
+	if len(tsvs) == 0 {
+		t.Fatal("no fixtures")
+	}
+	for _, f := range tsvs {
+		sub := filepath.Join(dir, strings.TrimSuffix(filepath.Base(f), ".dns.log"))
+		os.Mkdir(sub, 0o755)
+		copyFile(t, filepath.Join(sub, "dns.log"), f)
+		want = append(want, expectTSV(t, f)...)
+	}
+	sub := filepath.Join(dir, "dnsperf-json")
+	os.Mkdir(sub, 0o755)
+	want = append(want, expectJSON(t, filepath.Join("..", "..", "testdata", "dnsperf-unbound.dns.json.log.gz"), filepath.Join(sub, "dns.log"))...)
+
+	state := t.TempDir()
+	p := startShim(t, filepath.Join(dir, "*", "dns.log"), k.Bootstrap, state, "-topic-prefix", "fx-")
+	waitRecords(t, k.Bootstrap, "fx-dns", int64(len(want)), 3*time.Minute)
+	p.stop(t)
+
+	var got []string
+	for _, m := range consumeAll(t, k.Bootstrap, "fx-dns") {
+		var v map[string]any
+		if err := json.Unmarshal(m.Value, &v); err != nil {
+			t.Fatalf("not JSON: %s", m.Value)
+		}
+		if v["uid"] != string(m.Key) {
+			t.Fatalf("key %q for uid %v", m.Key, v["uid"])
+		}
+		got = append(got, canonical(t, v))
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if len(got) != len(want) {
+		t.Fatalf("%d records in kafka, %d in the logs", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("record differs:\n got %s\nwant %s", got[i], want[i])
+		}
+	}
+	t.Logf("%d records (%d TSV fixtures + JSON fixture) in kafka once each, equal to the logs", len(got), len(tsvs))
+}
+
+// canonical re-encodes a decoded object with sorted keys.
+func canonical(t testing.TB, v map[string]any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// expectTSV reads a Zeek TSV log on its own, without the shim's parser:
+// split on tabs, convert by the #types line, unset fields absent.
+func expectTSV(t testing.TB, path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields, types []string
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		cols := strings.Split(line, "\t")
+		switch {
+		case cols[0] == "#fields":
+			fields = cols[1:]
+		case cols[0] == "#types":
+			types = cols[1:]
+		case strings.HasPrefix(line, "#"):
+		default:
+			rec := map[string]any{}
+			for i, v := range cols {
+				if v == "-" {
+					continue
+				}
+				name := strings.ReplaceAll(fields[i], ".", "_")
+				typ := types[i]
+				if strings.HasPrefix(typ, "vector[") || strings.HasPrefix(typ, "set[") {
+					elem := typ[strings.Index(typ, "[")+1 : len(typ)-1]
+					arr := []any{}
+					if v != "(empty)" {
+						for _, e := range strings.Split(v, ",") {
+							arr = append(arr, scalar(t, elem, e))
+						}
+					}
+					rec[name] = arr
+				} else {
+					rec[name] = scalar(t, typ, v)
+				}
+			}
+			out = append(out, canonical(t, rec))
+		}
+	}
+	return out
+}
+
+func scalar(t testing.TB, typ, v string) any {
+	switch typ {
+	case "time", "interval", "double", "count", "port", "int":
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("%s %q: %v", typ, v, err)
+		}
+		return f
+	case "bool":
+		return v == "T"
+	default:
+		return v
+	}
+}
+
+// expectJSON unpacks the JSON fixture to dst and returns its records with
+// '.' renamed in field names.
+func expectJSON(t testing.TB, gz, dst string) []string {
+	f, err := os.Open(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	var recs []string
+	sc := bufio.NewScanner(zr)
+	for sc.Scan() {
+		out.Write(sc.Bytes())
+		out.Write([]byte{'\n'})
+		var v map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatal(err)
+		}
+		r := map[string]any{}
+		for k, x := range v {
+			r[strings.ReplaceAll(k, ".", "_")] = x
+		}
+		recs = append(recs, canonical(t, r))
+	}
+	return recs
+}
+
+// TestKillRestart: records written while the shim is killed (SIGKILL)
+// and restarted several times arrive exactly once.
+func TestKillRestart(t *testing.T) {
+	k := testenv.StartKafka(t)
+	k.CreateTopic(t, "kr-dns", 4)
+	dir, state := t.TempDir(), t.TempDir()
+	log := filepath.Join(dir, "dns.log")
+	const n = 60000
+	appendFile(t, log, []byte(tsvHeader("2026-11-26-02-00-00")))
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// About 12 s of writing, so that every kill lands mid-stream.
+		for i := 0; i < n; i += 100 {
+			lines := make([]string, 0, 100)
+			for j := i; j < i+100 && j < n; j++ {
+				lines = append(lines, tsvRecord(j))
+			}
+			writeLines(t, log, lines)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	rng := rand.New(rand.NewPCG(1, 2))
+	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "kr-")
+	kills := 0
+	for {
+		time.Sleep(time.Duration(700+rng.IntN(1500)) * time.Millisecond)
+		select {
+		case <-done:
+		default:
+			p.kill()
+			kills++
+			for _, l := range p.logLines("level=") {
+				if strings.Contains(l, "resuming") || strings.Contains(l, "ERROR") || strings.Contains(l, "WARN") {
+					t.Log(l)
+				}
+			}
+			t.Logf("killed shim (SIGKILL) with %d records in kafka", topicEnd(t, k.Bootstrap, "kr-dns"))
+			p = startShim(t, log, k.Bootstrap, state, "-topic-prefix", "kr-")
+			continue
+		}
+		break
+	}
+	if kills < 3 {
+		t.Fatalf("only %d kills during the writing", kills)
+	}
+	<-done
+	waitRecords(t, k.Bootstrap, "kr-dns", n, 3*time.Minute)
+	if d := p.metric(t, "pano_shim_duplicates_skipped_total"); d >= 0 {
+		t.Logf("last run skipped %v lines already in kafka", d)
+	}
+	p.stop(t)
+	exactlyOnce(t, k.Bootstrap, "kr-dns", n)
+}
+
+// TestBrokerOutage: the broker stops for 20 s in the middle of a stream;
+// afterwards every record arrives, none twice, and the shim never exits.
+func TestBrokerOutage(t *testing.T) {
+	k := testenv.StartKafka(t)
+	k.CreateTopic(t, "bo-dns", 3)
+	dir, state := t.TempDir(), t.TempDir()
+	log := filepath.Join(dir, "dns.log")
+	const n = 40000
+	writeN := func(from, to int) {
+		for i := from; i < to; i += 400 {
+			lines := make([]string, 0, 400)
+			for j := i; j < i+400 && j < to; j++ {
+				lines = append(lines, jsonRecord(j))
+			}
+			writeLines(t, log, lines)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "bo-", "-max-in-flight", "5000")
+	writeN(0, n/4)
+	k.Stop(t)
+	stopped := time.Now()
+	writeN(n/4, n/2) // written while the broker is away
+	time.Sleep(20*time.Second - time.Since(stopped))
+	k.Start(t)
+	writeN(n/2, n)
+	waitRecords(t, k.Bootstrap, "bo-dns", n, 3*time.Minute)
+	select {
+	case <-p.done:
+		t.Fatalf("shim exited during the outage")
+	default:
+	}
+	if s := p.metric(t, "pano_shim_kafka_sessions_total"); s >= 0 {
+		t.Logf("kafka sessions: %v", s)
+	}
+	p.stop(t)
+	exactlyOnce(t, k.Bootstrap, "bo-dns", n)
+}
+
+// TestRotationTruncation: the log is rotated (renamed, new file) and
+// truncated in place while records are being written; nothing is lost or
+// duplicated.
+func TestRotationTruncation(t *testing.T) {
+	k := testenv.StartKafka(t)
+	k.CreateTopic(t, "rt-dns", 2)
+	dir, state := t.TempDir(), t.TempDir()
+	log := filepath.Join(dir, "dns.log")
+	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "rt-")
+	next := 0
+	write := func(count int) {
+		for end := next + count; next < end; {
+			lines := []string{}
+			for j := 0; j < 200 && next < end; j++ {
+				lines = append(lines, tsvRecord(next))
+				next++
+			}
+			writeLines(t, log, lines)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// The log does not exist yet when the shim starts.
+	time.Sleep(300 * time.Millisecond)
+	appendFile(t, log, []byte(tsvHeader("2026-11-26-02-00-00")))
+	write(3000)
+	// Rotation as Zeek does it: rename, then a new file with a new
+	// header, written at once.
+	if err := os.Rename(log, filepath.Join(dir, "dns.2026-11-26-02-00-00.log")); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, log, []byte(tsvHeader("2026-11-26-02-00-01")))
+	write(3000)
+	// Truncation (copytruncate style): only what the shim has read can
+	// survive a truncation, so wait until Kafka has it all, then truncate
+	// and keep writing: the new content soon outgrows the old offset.
+	waitRecords(t, k.Bootstrap, "rt-dns", int64(next), time.Minute)
+	if err := os.Truncate(log, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, log, []byte(tsvHeader("2026-11-26-02-00-02")))
+	write(5000)
+	// A second rotation, then a restart of the shim on the new file.
+	if err := os.Rename(log, filepath.Join(dir, "dns.2026-11-26-02-00-03.log")); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, log, []byte(tsvHeader("2026-11-26-02-00-04")))
+	write(2000)
+	p.stop(t)
+	p = startShim(t, log, k.Bootstrap, state, "-topic-prefix", "rt-")
+	write(2000)
+	waitRecords(t, k.Bootstrap, "rt-dns", int64(next), 2*time.Minute)
+	p.stop(t)
+	exactlyOnce(t, k.Bootstrap, "rt-dns", next)
+}
+
+// TestMalformedLines: bad lines are skipped and counted by kind; the good
+// ones around them all arrive.
+func TestMalformedLines(t *testing.T) {
+	k := testenv.StartKafka(t)
+	k.CreateTopic(t, "ml-dns", 1)
+	dir, state := t.TempDir(), t.TempDir()
+	log := filepath.Join(dir, "dns.log")
+	lines := []string{jsonRecord(0), "{\"broken\":\n", jsonRecord(1), "[1,2]\n", jsonRecord(2),
+		"{\"long\":\"" + strings.Repeat("x", 5000) + "\"}\n", jsonRecord(3)}
+	writeLines(t, log, lines)
+	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "ml-", "-max-line-bytes", "4096")
+	waitRecords(t, k.Bootstrap, "ml-dns", 4, time.Minute)
+	deadline := time.Now().Add(30 * time.Second)
+	for p.metric(t, "pano_shim_errors_total") < 3 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if e := p.metric(t, "pano_shim_errors_total"); e != 3 {
+		t.Fatalf("errors_total = %v, want 3", e)
+	}
+	if lr := p.metric(t, "pano_shim_lines_read_total"); lr != float64(len(lines)) {
+		t.Fatalf("lines_read_total = %v, want %d", lr, len(lines))
+	}
+	p.stop(t)
+	exactlyOnce(t, k.Bootstrap, "ml-dns", 4)
+	b, _ := os.ReadFile(p.logPath)
+	for _, kind := range []string{"json_syntax", "json_not_object", "line_too_long"} {
+		if !strings.Contains(string(b), "kind="+kind) {
+			t.Errorf("no log line for kind %s", kind)
+		}
+	}
+}

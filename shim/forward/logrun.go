@@ -1,0 +1,236 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pano-observability/pano/shim/follow"
+	"github.com/pano-observability/pano/shim/position"
+	"github.com/pano-observability/pano/shim/produce"
+	"github.com/pano-observability/pano/shim/zeeklog"
+)
+
+var originKey = []byte(produce.OriginHeader)
+
+// logRun follows one log file during one Kafka session.
+type logRun struct {
+	f      *Forwarder
+	path   string
+	topic  string
+	log    *slog.Logger
+	prod   *produce.Producer
+	fol    *follow.Follower
+	parser *zeeklog.Parser
+	track  *tracker
+	seen   map[produce.Origin]struct{} // already in Kafka (sent before a crash)
+
+	lines, produced, dups prometheus.Counter
+	saveMu                sync.Mutex // one save at a time
+}
+
+func (f *Forwarder) openLog(ctx context.Context, client sarama.Client, prod *produce.Producer, path string) (*logRun, error) {
+	topic := f.cfg.Topic
+	if topic == "" {
+		topic = TopicFor(f.cfg.TopicPrefix, path)
+	}
+	log := f.log.With("log", path, "topic", topic)
+	st, ok, err := f.store.Load(path)
+	if err != nil {
+		// Without a trustworthy position the only safe start is the
+		// beginning of the file; say so loudly.
+		log.Error("unusable saved position; reading the log from its beginning", "err", err)
+		ok = false
+	}
+	var seen map[produce.Origin]struct{}
+	if !ok || st.Topic != topic {
+		ends, err := produce.EndOffsets(client, topic)
+		if err != nil {
+			return nil, err
+		}
+		st = position.State{Path: path, Topic: topic, Partitions: ends}
+		// Saved before anything is sent, so that after a crash the
+		// records of this run are found and not sent twice.
+		if err := f.store.Save(st); err != nil {
+			return nil, err
+		}
+	} else {
+		start := time.Now()
+		log.Debug("reading back records sent since the saved position", "offset", st.Offset, "from", st.Partitions)
+		seen, err = produce.Seen(ctx, client, topic, st.Partitions, func(uint64) bool { return true })
+		if err != nil {
+			return nil, err
+		}
+		log.Info("resuming", "offset", st.Offset, "records_already_in_kafka", len(seen), "read_back", time.Since(start).Round(time.Millisecond))
+	}
+	parser := zeeklog.NewParser(f.cfg.DotReplacement)
+	if err := parser.RestoreHeader(st.Header); err != nil {
+		return nil, err
+	}
+	lr := &logRun{
+		f: f, path: path, topic: topic, log: log, prod: prod, parser: parser, seen: seen,
+		fol: follow.New(follow.Options{Path: path, PollInterval: f.cfg.PollInterval, MaxLineBytes: f.cfg.MaxLineBytes, Logger: log},
+			follow.Position{File: st.File, Offset: st.Offset}),
+		lines:    f.metrics.LinesRead.WithLabelValues(path),
+		produced: f.metrics.RecordsProduced.WithLabelValues(path, topic),
+		dups:     f.metrics.DuplicatesSkip.WithLabelValues(path),
+	}
+	lr.track = newTracker(st, func(e *entry) {
+		lr.produced.Inc()
+		f.metrics.ProduceLatency.Observe(time.Since(e.sent).Seconds())
+	})
+	f.metrics.Behind.Set(path, lr.behind)
+	return lr, nil
+}
+
+// behind is the size of the file being read minus the acknowledged
+// position (the whole file when the position is in an earlier file).
+func (lr *logRun) behind() float64 {
+	s := lr.fol.Stat()
+	st, _ := lr.track.peek()
+	if st.File.SameFile(s.File) {
+		return float64(max(0, s.Size-st.Offset))
+	}
+	return float64(s.Size)
+}
+
+// run reads, converts and sends until ctx is done or reading fails.
+func (lr *logRun) run(ctx context.Context) error {
+	defer lr.fol.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go lr.checkpoints(stop)
+	version := lr.parser.HeaderVersion()
+	var (
+		srcFile follow.Identity
+		src     uint64
+	)
+	for {
+		line, err := lr.fol.Next(ctx)
+		if err != nil {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return nil
+			}
+			return fmt.Errorf("follow %s: %w", lr.path, err)
+		}
+		lr.lines.Inc()
+		if line.Reset {
+			lr.parser = zeeklog.NewParser(lr.f.cfg.DotReplacement)
+			version = 0
+		}
+		var header []string
+		if line.TooLong {
+			lr.malformed(line, &zeeklog.LineError{Kind: zeeklog.KindTooLong, Msg: fmt.Sprintf("longer than %d bytes", lr.f.cfg.MaxLineBytes)})
+			lr.track.skip(line.File, line.End, lr.headerIfReset(line))
+			continue
+		}
+		value, uid, typ, err := lr.parser.Parse(make([]byte, 0, len(line.Data)+len(line.Data)/8+16), line.Data)
+		if v := lr.parser.HeaderVersion(); v != version || line.Reset {
+			version = v
+			header = lr.parser.HeaderLines()
+			if header == nil {
+				header = []string{}
+			}
+		}
+		if err != nil || typ != zeeklog.Record {
+			if err != nil {
+				lr.malformed(line, err)
+			}
+			lr.track.skip(line.File, line.End, header)
+			continue
+		}
+		if line.File != srcFile {
+			srcFile, src = line.File, sourceID(lr.path, line.File)
+		}
+		origin := produce.Origin{Source: src, End: line.End, Hash: fnv32a(line.Data)}
+		if lr.seen != nil {
+			if _, dup := lr.seen[origin]; dup {
+				delete(lr.seen, origin)
+				if len(lr.seen) == 0 {
+					lr.seen = nil
+				}
+				lr.dups.Inc()
+				lr.track.skip(line.File, line.End, header)
+				continue
+			}
+		}
+		// One allocation for the entry, the message and its header.
+		e := &entry{file: line.File, end: line.End, header: header, sent: time.Now()}
+		e.hdr[0] = sarama.RecordHeader{Key: originKey, Value: origin.Encode()}
+		e.msg = sarama.ProducerMessage{Topic: lr.topic, Value: sarama.ByteEncoder(value), Headers: e.hdr[:], Metadata: e}
+		msg := &e.msg
+		if uid != "" {
+			msg.Key = sarama.StringEncoder(uid)
+		}
+		lr.track.add(e)
+		if err := lr.prod.Send(ctx, msg); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (lr *logRun) headerIfReset(line follow.Line) []string {
+	if line.Reset {
+		return []string{}
+	}
+	return nil
+}
+
+func (lr *logRun) malformed(line follow.Line, err error) {
+	kind := zeeklog.ErrorKind(err)
+	lr.f.metrics.Errors.WithLabelValues(lr.path, kind).Inc()
+	if ok, quiet := lr.f.limit.allow(lr.path + "\x00" + kind); ok {
+		lr.log.Warn("skipping malformed line", "kind", kind, "end_offset", line.End, "err", err, "similar_lines_not_logged", quiet)
+	}
+}
+
+func (lr *logRun) checkpoints(stop <-chan struct{}) {
+	t := time.NewTicker(lr.f.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if err := lr.saveIfChanged(); err != nil {
+				lr.log.Error("save position", "err", err)
+			}
+		}
+	}
+}
+
+func (lr *logRun) saveIfChanged() error {
+	lr.saveMu.Lock()
+	defer lr.saveMu.Unlock()
+	st, dirty := lr.track.snapshot()
+	if !dirty {
+		return nil
+	}
+	if err := lr.f.store.Save(st); err != nil {
+		lr.track.markDirty()
+		return err
+	}
+	return nil
+}
+
+// save writes the final position of the session.
+func (lr *logRun) save() error { return lr.saveIfChanged() }
+
+// fnv32a hashes a line for its origin header.
+func fnv32a(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}

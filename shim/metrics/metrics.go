@@ -1,0 +1,80 @@
+// Package metrics holds the shim's Prometheus metrics.
+package metrics
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the shim's counters, histogram and gauges.
+type Metrics struct {
+	LinesRead       *prometheus.CounterVec // by log
+	RecordsProduced *prometheus.CounterVec // by log, topic: acknowledged by Kafka
+	Errors          *prometheus.CounterVec // by log, kind
+	DuplicatesSkip  *prometheus.CounterVec // by log
+	ProduceLatency  prometheus.Histogram
+	Sessions        prometheus.Counter
+	InFlight        prometheus.GaugeFunc
+	Behind          *Behind
+}
+
+// New registers the metrics on reg. inFlight reports the records waiting
+// for Kafka's acknowledgement.
+func New(reg prometheus.Registerer, inFlight func() float64) *Metrics {
+	m := &Metrics{
+		LinesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pano_shim_lines_read_total", Help: "Lines read from Zeek logs (records, header lines, malformed lines).",
+		}, []string{"log"}),
+		RecordsProduced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pano_shim_records_produced_total", Help: "Records acknowledged by Kafka.",
+		}, []string{"log", "topic"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pano_shim_errors_total", Help: "Malformed lines skipped and delivery failures, by kind.",
+		}, []string{"log", "kind"}),
+		DuplicatesSkip: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pano_shim_duplicates_skipped_total", Help: "Lines not sent again because Kafka already had them (after a crash).",
+		}, []string{"log"}),
+		ProduceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pano_shim_produce_latency_seconds", Help: "Time from handing a record to the producer to Kafka's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		Sessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pano_shim_kafka_sessions_total", Help: "Kafka producer sessions started (a new one after each delivery failure).",
+		}),
+		InFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pano_shim_in_flight_records", Help: "Records sent and not yet acknowledged.",
+		}, inFlight),
+		Behind: &Behind{logs: map[string]func() float64{}},
+	}
+	reg.MustRegister(m.LinesRead, m.RecordsProduced, m.Errors, m.DuplicatesSkip, m.ProduceLatency, m.Sessions, m.InFlight, m.Behind)
+	return m
+}
+
+var behindDesc = prometheus.NewDesc("pano_shim_bytes_behind",
+	"Bytes of the log file not yet acknowledged by Kafka (file size minus saved-able position).", []string{"log"}, nil)
+
+// Behind reports, per log, how far Kafka is behind the end of the file.
+type Behind struct {
+	mu   sync.Mutex
+	logs map[string]func() float64
+}
+
+// Set registers (or replaces) the function that measures log.
+func (b *Behind) Set(log string, f func() float64) {
+	b.mu.Lock()
+	b.logs[log] = f
+	b.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (b *Behind) Describe(ch chan<- *prometheus.Desc) { ch <- behindDesc }
+
+// Collect implements prometheus.Collector.
+func (b *Behind) Collect(ch chan<- prometheus.Metric) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for log, f := range b.logs {
+		ch <- prometheus.MustNewConstMetric(behindDesc, prometheus.GaugeValue, f(), log)
+	}
+}

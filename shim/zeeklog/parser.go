@@ -1,0 +1,107 @@
+// Package zeeklog turns lines of a Zeek log, in Zeek's JSON format or in
+// its default tab-separated format, into flat JSON objects typed as Zeek's
+// JSON writer types them.
+package zeeklog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// Kinds of malformed lines, used as metric labels.
+const (
+	KindJSONSyntax    = "json_syntax"
+	KindJSONNotObject = "json_not_object"
+	KindTSVNoHeader   = "tsv_no_header"
+	KindTSVHeader     = "tsv_header"
+	KindTSVColumns    = "tsv_columns"
+	KindTSVValue      = "tsv_value"
+	KindTooLong       = "line_too_long"
+)
+
+// LineError is a malformed line; Kind says which check failed.
+type LineError struct {
+	Kind string
+	Msg  string
+}
+
+func (e *LineError) Error() string { return e.Kind + ": " + e.Msg }
+
+func lineErr(kind, format string, args ...any) error {
+	return &LineError{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrorKind returns the kind of a LineError, or "other".
+func ErrorKind(err error) string {
+	var le *LineError
+	if errors.As(err, &le) {
+		return le.Kind
+	}
+	return "other"
+}
+
+// LineType says what a line was.
+type LineType int
+
+const (
+	// Record is a log record: the value is a JSON object to forward.
+	Record LineType = iota
+	// Meta is a header or comment line ('#...') or a blank line.
+	Meta
+)
+
+// Parser converts the lines of one log file. Lines starting with '{' are
+// JSON records, lines starting with '#' are TSV header lines, any other
+// non-blank line is a TSV record read with the header seen last (or, before
+// any #fields line, a malformed JSON line).
+type Parser struct {
+	repl string
+	tsv  tsvHeader
+}
+
+// NewParser returns a parser that replaces '.' in field names with repl
+// ("." keeps names as Zeek writes them).
+func NewParser(repl string) *Parser {
+	return &Parser{repl: repl, tsv: defaultTSVHeader()}
+}
+
+// Parse converts one line (without its '\n'). For a Record it appends the
+// JSON object to dst and returns it with the record's uid.
+func (p *Parser) Parse(dst, line []byte) (out []byte, uid string, typ LineType, err error) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	if len(bytes.TrimSpace(line)) == 0 {
+		return dst, "", Meta, nil
+	}
+	switch {
+	case line[0] == '{' || p.tsv.fields == nil && line[0] != '#':
+		// Without a TSV header, the file is a JSON log.
+		out, uid, err = ConvertJSON(dst, line, p.repl)
+		return out, uid, Record, err
+	case line[0] == '#':
+		return dst, "", Meta, p.tsv.meta(line)
+	default:
+		out, uid, err = p.tsv.record(dst, line, p.repl)
+		return out, uid, Record, err
+	}
+}
+
+// HeaderLines returns the TSV header lines in effect, so that a reader
+// resuming in the middle of a file can restore them with RestoreHeader.
+func (p *Parser) HeaderLines() []string {
+	return append([]string(nil), p.tsv.lines...)
+}
+
+// HeaderVersion changes whenever the TSV header in effect changes.
+func (p *Parser) HeaderVersion() uint64 { return p.tsv.version }
+
+// RestoreHeader replays saved header lines.
+func (p *Parser) RestoreHeader(lines []string) error {
+	p.tsv = defaultTSVHeader()
+	for _, l := range lines {
+		if err := p.tsv.meta([]byte(l)); err != nil {
+			return fmt.Errorf("restore TSV header: %w", err)
+		}
+	}
+	return nil
+}
