@@ -13,7 +13,7 @@ KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:
 FLP_BIN   := $(CACHE)/bin/flowlogs-pipeline
 KAFKA_DIR := $(CACHE)/kafka-$(KAFKA_VERSION)
 
-.PHONY: all build test test-go lint tools generate generate-check bench clean
+.PHONY: all build test test-go lint tools generate bench bench-capture clean
 
 all: build
 
@@ -46,6 +46,10 @@ generate:
 
 bench: tools
 	$(GO) run ./bench/cmd/panobench
+
+## bench-capture: agent vs tcpdump on the same dnsperf traffic, then a flood (root)
+bench-capture:
+	$(GO) test -run '^$$' -bench '^BenchmarkCapture$$' -benchtime 1x -count 1 -timeout 10m ./agent/
 
 clean:
 	rm -rf $(CACHE) bin

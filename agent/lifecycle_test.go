@@ -19,7 +19,10 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/pano-observability/pano/agent"
+	"github.com/pano-observability/pano/agent/bpf"
 	"github.com/pano-observability/pano/agent/config"
+	"github.com/pano-observability/pano/agent/filter"
+	"github.com/pano-observability/pano/agent/tracer"
 	"github.com/pano-observability/pano/internal/testenv"
 )
 
@@ -146,10 +149,14 @@ func TestShutdownRemovesEverything(t *testing.T) {
 	for _, tc := range []struct {
 		mode         string
 		clsactBefore bool
-	}{{"tcx", false}, {"tc", false}, {"tc", true}} {
+		staleFilters bool // left by a killed agent
+	}{{"tcx", false, false}, {"tc", false, false}, {"tc", true, false}, {"tc", true, true}} {
 		name := tc.mode
 		if tc.clsactBefore {
 			name += "-existing-clsact"
+		}
+		if tc.staleFilters {
+			name += "-stale-filters"
 		}
 		t.Run(name, func(t *testing.T) {
 			testenv.RequireRoot(t)
@@ -158,7 +165,11 @@ func TestShutdownRemovesEverything(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.clsactBefore {
+			switch {
+			case tc.staleFilters:
+				// What a killed agent leaves: its qdisc and filters.
+				leaveStaleFilters(t, l)
+			case tc.clsactBefore:
 				if out, err := exec.Command("tc", "qdisc", "add", "dev", a, "clsact").CombinedOutput(); err != nil {
 					t.Fatalf("tc qdisc add: %v: %s", err, out)
 				}
@@ -184,6 +195,25 @@ func TestShutdownRemovesEverything(t *testing.T) {
 				t.Errorf("after shutdown: %d tcx programs, %d tc filters, clsact %v; want 0, 0, %v", tcx, filters, clsact, tc.clsactBefore)
 			}
 		})
+	}
+}
+
+// leaveStaleFilters attaches the classifier in legacy TC mode and then
+// drops every reference to it without detaching, as a killed agent would.
+func leaveStaleFilters(t *testing.T, l netlink.Link) {
+	t.Helper()
+	rules, _ := filter.Parse("udp,53")
+	cls, err := bpf.Load(bpf.Options{SnapLen: 100, RingBufferSize: 1 << 16, Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cls.Close()
+	tr := tracer.New(tracer.ModeTC, cls.Ingress(), cls.Egress(), nil)
+	if err := tr.Attach(l.Attrs().Index, l.Attrs().Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, filters, _ := hooks(t, l); filters != 2 {
+		t.Fatalf("%d stale filters set up, want 2", filters)
 	}
 }
 

@@ -177,11 +177,10 @@ func (t *Tracer) attachTC(index int, name string) (*attachment, error) {
 			Name:         tcName,
 			DirectAction: true,
 		}
-		if err := netlink.FilterAdd(f); err != nil {
+		// Replace, not add: a filter left by an agent that was killed
+		// (legacy TC filters outlive their process) is taken over.
+		if err := netlink.FilterReplace(f); err != nil {
 			a.close()
-			if errors.Is(err, unix.EEXIST) {
-				err = fmt.Errorf("%w: a filter with priority %d handle %#x is already there (another agent?)", err, tcPriority, tcHandle)
-			}
 			return nil, fmt.Errorf("add tc %s filter: %w", h.dir, err)
 		}
 		a.filters = append(a.filters, f)

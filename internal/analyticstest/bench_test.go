@@ -66,22 +66,41 @@ func produceBench(b *testing.B, k *testenv.Kafka, records []Record) {
 	b.Helper()
 	cfg := testenv.KafkaSaramaConfig()
 	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
 	cfg.Producer.Flush.Messages = 1000
-	cfg.Producer.Compression = sarama.CompressionNone
-	p, err := sarama.NewSyncProducer([]string{k.Bootstrap}, cfg)
+	cfg.Producer.Flush.Frequency = 10 * time.Millisecond
+	p, err := sarama.NewAsyncProducer([]string{k.Bootstrap}, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer p.Close()
 	start := time.Now()
-	for i := 0; i < len(records); i += 5000 {
-		var msgs []*sarama.ProducerMessage
-		for _, r := range records[i:min(i+5000, len(records))] {
-			msgs = append(msgs, &sarama.ProducerMessage{Topic: "dns", Key: sarama.StringEncoder(r.UID), Value: sarama.ByteEncoder(r.KafkaJSON())})
+	acked := make(chan error, 1)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-p.Successes():
+				if n++; n == len(records) {
+					acked <- nil
+					return
+				}
+			case err := <-p.Errors():
+				acked <- err
+				return
+			}
 		}
-		if err := p.SendMessages(msgs); err != nil {
+	}()
+	for _, r := range records {
+		p.Input() <- &sarama.ProducerMessage{Topic: "dns", Key: sarama.StringEncoder(r.UID), Value: sarama.ByteEncoder(r.KafkaJSON())}
+	}
+	select {
+	case err := <-acked:
+		if err != nil {
 			b.Fatalf("produce: %v", err)
 		}
+	case <-time.After(3 * time.Minute):
+		b.Fatalf("produce: %d records not acknowledged within 3 minutes", len(records))
 	}
 	b.Logf("produced %d records in %v", len(records), time.Since(start).Round(time.Millisecond))
 }
@@ -93,7 +112,9 @@ func withGroupID(b *testing.B, configYAML, group string) string {
 		b.Fatal(err)
 	}
 	for _, p := range doc["parameters"].([]any) {
-		if kafka, ok := p.(map[string]any)["ingest"].(map[string]any)["kafka"].(map[string]any); ok {
+		stage, _ := p.(map[string]any)
+		ingest, _ := stage["ingest"].(map[string]any)
+		if kafka, ok := ingest["kafka"].(map[string]any); ok {
 			kafka["groupid"] = group
 		}
 	}

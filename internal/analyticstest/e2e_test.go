@@ -21,9 +21,9 @@ import (
 
 // window is the rate window of the test: Grafana's $__rate_interval and
 // $__range, and the recording rules' 1m windows, all become this. With a
-// 1 s scrape it holds 30 samples.
+// 1 s scrape it holds 60 samples; B has most of it to arrive.
 const (
-	window   = 30 * time.Second
+	window   = time.Minute
 	interval = time.Second
 )
 

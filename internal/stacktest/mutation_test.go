@@ -132,6 +132,7 @@ func TestWiringDetectsDisagreements(t *testing.T) {
 		name, file, old, new, check, want string
 	}{
 		{"prometheus scrapes the wrong shim port", "prometheus/prometheus.yml", `"127.0.0.1:9104"`, `"127.0.0.1:9105"`, "Metrics", "does not scrape the shim"},
+		{"prometheus rule file missing", "prometheus/prometheus.yml", "rules/pano-dns-alerts.yml", "rules/missing.yml", "Metrics", "matches no file"},
 		{"agent metrics moved", "docker-compose.yml", "METRICS_ADDR: 127.0.0.1:9103", "METRICS_ADDR: 127.0.0.1:9113", "Metrics", "does not scrape the agent"},
 		{"flowlogs-pipeline metrics moved", "fl-pipeline-config/flowlogs-pipeline.yaml", "port: 9102", "port: 9112", "Metrics", "does not scrape flowlogs-pipeline"},
 		{"flowlogs-pipeline reads another topic", "fl-pipeline-config/flowlogs-pipeline.yaml", "topic: dns", "topic: dns-records", "ZeekToKafka", "reads topic"},

@@ -402,8 +402,8 @@ func loadStack(t testing.TB, root string) *stack {
 		}
 		if h := hostPath(prom, path); h == "" {
 			t.Errorf("prometheus: rule file %s is not mounted from the repository", rf)
-		} else if _, err := os.Stat(h); err != nil {
-			t.Errorf("prometheus: rule file %s: %v", rf, err)
+		} else if m, err := filepath.Glob(h); err != nil || len(m) == 0 {
+			t.Errorf("prometheus: rule file %s (%s) matches no file", rf, h)
 		}
 	}
 	listen, ok := argValue(prom.Command, "--web.listen-address")

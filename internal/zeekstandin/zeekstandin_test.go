@@ -270,6 +270,17 @@ func TestMatchesZeekJSON(t *testing.T) {
 	}
 }
 
+// lateStamped are the queries of the dnsperf trace that follow a packet
+// stamped later than themselves (the capture's one time inversion, frame
+// 24384, 17 us): network time does not go back, so Zeek and the stand-in
+// stamp them with that later time and their rtt is shorter than tshark's
+// packet-to-packet dns.time.
+var lateStamped = map[float64]string{
+	12199: "frame 24384, 17 us out of order",
+	12200: "after frame 24384",
+	12201: "after frame 24384",
+}
+
 // TestEveryResponseRTT checks the zeek-package mode: every answered record
 // has an rtt, equal to stock Zeek's where stock has one, and equal to
 // tshark's own response time (dns.time) for the others (NXDOMAIN).
@@ -324,7 +335,12 @@ func TestEveryResponseRTT(t *testing.T) {
 		}
 		pk := fmt.Sprint(r["id.orig_p"], " ", r["trans_id"])
 		if l := peer[pk]; len(l) > 0 {
-			if math.Abs(l[0]-rtt) > 1e-6 {
+			if why, ok := lateStamped[r["trans_id"].(float64)]; ok {
+				// As Zeek: ts is network time, ahead of these queries' own stamps.
+				if rtt >= l[0] {
+					t.Errorf("%s (%s): rtt %v not below tshark's %v", k, why, rtt, l[0])
+				}
+			} else if math.Abs(l[0]-rtt) > 1e-6 {
 				t.Errorf("%s: rtt %v, tshark dns.time %v", k, rtt, l[0])
 			}
 			peer[pk] = l[1:]

@@ -121,7 +121,7 @@ func (f *Forwarder) session(ctx context.Context) (err error) {
 		return fmt.Errorf("connect to kafka %v: %w", f.cfg.Kafka.Brokers, err)
 	}
 	defer client.Close()
-	prod, err := produce.NewProducer(client, f.cfg.Kafka.MaxInFlight)
+	prod, err := produce.NewProducer(f.cfg.Kafka.Brokers, sc, f.cfg.Kafka.Producers, f.cfg.Kafka.MaxInFlight)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,10 @@ import (
 
 var originKey = []byte(produce.OriginHeader)
 
+// latencySample: one record in latencySample is timed for the produce
+// latency histogram; timing every record costs more than it tells.
+const latencySample = 8
+
 // logRun follows one log file during one Kafka session.
 type logRun struct {
 	f      *Forwarder
@@ -30,6 +34,9 @@ type logRun struct {
 	parser *zeeklog.Parser
 	track  *tracker
 	seen   map[produce.Origin]struct{} // already in Kafka (sent before a crash)
+
+	partitions int32 // of topic, when the session started
+	keyless    int32 // spreads records without uid
 
 	lines, produced, dups prometheus.Counter
 	saveMu                sync.Mutex // one save at a time
@@ -69,12 +76,16 @@ func (f *Forwarder) openLog(ctx context.Context, client sarama.Client, prod *pro
 		}
 		log.Info("resuming", "offset", st.Offset, "records_already_in_kafka", len(seen), "read_back", time.Since(start).Round(time.Millisecond))
 	}
+	parts, err := client.Partitions(topic)
+	if err != nil || len(parts) == 0 {
+		return nil, fmt.Errorf("topic %s: no partitions (create it, or let the brokers auto-create topics): %v", topic, err)
+	}
 	parser := zeeklog.NewParser(f.cfg.DotReplacement)
 	if err := parser.RestoreHeader(st.Header); err != nil {
 		return nil, err
 	}
 	lr := &logRun{
-		f: f, path: path, topic: topic, log: log, prod: prod, parser: parser, seen: seen,
+		f: f, path: path, topic: topic, log: log, prod: prod, parser: parser, seen: seen, partitions: int32(len(parts)),
 		fol: follow.New(follow.Options{Path: path, PollInterval: f.cfg.PollInterval, MaxLineBytes: f.cfg.MaxLineBytes, Logger: log},
 			follow.Position{File: st.File, Offset: st.Offset}),
 		lines:    f.metrics.LinesRead.WithLabelValues(path),
@@ -83,7 +94,9 @@ func (f *Forwarder) openLog(ctx context.Context, client sarama.Client, prod *pro
 	}
 	lr.track = newTracker(st, func(e *entry) {
 		lr.produced.Inc()
-		f.metrics.ProduceLatency.Observe(time.Since(e.sent).Seconds())
+		if !e.sent.IsZero() {
+			f.metrics.ProduceLatency.Observe(time.Since(e.sent).Seconds())
+		}
 	})
 	f.metrics.Behind.Set(path, lr.behind)
 	return lr, nil
@@ -110,6 +123,7 @@ func (lr *logRun) run(ctx context.Context) error {
 	var (
 		srcFile follow.Identity
 		src     uint64
+		sampled int
 	)
 	for {
 		line, err := lr.fol.Next(ctx)
@@ -161,12 +175,19 @@ func (lr *logRun) run(ctx context.Context) error {
 			}
 		}
 		// One allocation for the entry, the message and its header.
-		e := &entry{file: line.File, end: line.End, header: header, sent: time.Now()}
+		e := &entry{file: line.File, end: line.End, header: header}
+		if sampled++; sampled%latencySample == 0 {
+			e.sent = time.Now()
+		}
 		e.hdr[0] = sarama.RecordHeader{Key: originKey, Value: origin.Encode()}
 		e.msg = sarama.ProducerMessage{Topic: lr.topic, Value: sarama.ByteEncoder(value), Headers: e.hdr[:], Metadata: e}
 		msg := &e.msg
 		if uid != "" {
 			msg.Key = sarama.StringEncoder(uid)
+			msg.Partition = produce.Partition([]byte(uid), lr.partitions)
+		} else {
+			lr.keyless = (lr.keyless + 1) % lr.partitions
+			msg.Partition = lr.keyless
 		}
 		lr.track.add(e)
 		if err := lr.prod.Send(ctx, msg); err != nil {

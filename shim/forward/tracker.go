@@ -20,6 +20,10 @@ type entry struct {
 	sent   time.Time
 	done   bool
 
+	acked     bool // by Kafka (not a skipped line)
+	partition int32
+	offset    int64
+
 	msg sarama.ProducerMessage
 	hdr [1]sarama.RecordHeader
 }
@@ -71,17 +75,19 @@ func (t *tracker) skip(file follow.Identity, end int64, header []string) {
 
 func (t *tracker) ack(e *entry, partition int32, offset int64) {
 	t.mu.Lock()
-	e.done = true
-	if offset+1 > t.state.Partitions[partition] {
-		// Later lines of this log land after this offset in this
-		// partition: the producer keeps order per partition.
-		t.state.Partitions[partition] = offset + 1
-	}
+	e.done, e.partition, e.offset, e.acked = true, partition, offset, true
 	for t.head < len(t.queue) && t.queue[t.head].done {
 		q := t.queue[t.head]
 		t.queue[t.head] = nil
 		t.head++
 		t.commit(q.file, q.end, q.header)
+		if q.acked && q.offset+1 > t.state.Partitions[q.partition] {
+			// Every line after the saved position lands after this
+			// offset in this partition (one producer per partition
+			// keeps the order of Send): reading back after a crash can
+			// start here.
+			t.state.Partitions[q.partition] = q.offset + 1
+		}
 	}
 	if t.head == len(t.queue) {
 		t.queue, t.head = t.queue[:0], 0

@@ -36,7 +36,7 @@ func New(reg prometheus.Registerer, inFlight func() float64) *Metrics {
 			Name: "pano_shim_duplicates_skipped_total", Help: "Lines not sent again because Kafka already had them (after a crash).",
 		}, []string{"log"}),
 		ProduceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "pano_shim_produce_latency_seconds", Help: "Time from handing a record to the producer to Kafka's acknowledgement.",
+			Name: "pano_shim_produce_latency_seconds", Help: "Time from handing a record to the producer to Kafka's acknowledgement (one record in 8 is timed).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 		Sessions: prometheus.NewCounter(prometheus.CounterOpts{

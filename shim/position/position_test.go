@@ -1,6 +1,7 @@
 package position
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,7 +41,12 @@ func TestSaveLoad(t *testing.T) {
 		t.Fatalf("%d state files", len(files))
 	}
 	b, _ := os.ReadFile(files[0])
-	b = []byte(string(b[:len(b)-2]) + `,"tsv_header":["#fields\tx"]}`)
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	raw["tsv_header"] = []string{"#fields\tx"}
+	b, _ = json.Marshal(raw)
 	os.WriteFile(files[0], b, 0o600)
 	if _, _, err := s.Load("/zeek/logs/dns.log"); err == nil {
 		t.Fatal("damaged state accepted")

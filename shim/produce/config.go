@@ -29,6 +29,7 @@ type Config struct {
 	RetryMax     int
 	RetryBackoff time.Duration // first retry; doubles up to 10x
 	MaxInFlight  int           // records handed to the producer and not yet acknowledged
+	Producers    int           // idempotent producers (connections) in parallel
 
 	TLS  TLSConfig
 	SASL SASLConfig
@@ -73,7 +74,9 @@ func SaramaConfig(c Config) (*sarama.Config, error) {
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	// Partitions are chosen by the caller (Partition): each partition is
+	// bound to one of several producers.
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
 	if c.FlushBytes > 0 {
 		sc.Producer.Flush.Bytes = c.FlushBytes
 	}

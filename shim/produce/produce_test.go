@@ -75,11 +75,15 @@ func TestProduceAndReadBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer client.Close()
+			parts, err := client.Partitions("rb")
+			if err != nil {
+				t.Fatal(err)
+			}
 			before, err := EndOffsets(client, "rb")
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := NewProducer(client, 100)
+			p, err := NewProducer([]string{k.Bootstrap}, sc, 2, 100)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +92,8 @@ func TestProduceAndReadBack(t *testing.T) {
 			src := uint64(len(comp))
 			for i := 0; i < n; i++ {
 				o := Origin{Source: src, End: int64(i), Hash: uint32(i)}
-				msg := &sarama.ProducerMessage{Topic: "rb", Key: sarama.StringEncoder(fmt.Sprint(i)),
+				key := fmt.Sprint(i)
+				msg := &sarama.ProducerMessage{Topic: "rb", Key: sarama.StringEncoder(key), Partition: Partition([]byte(key), int32(len(parts))),
 					Value:   sarama.StringEncoder(fmt.Sprintf(`{"i":%d}`, i)),
 					Headers: []sarama.RecordHeader{{Key: []byte(OriginHeader), Value: o.Encode()}}, Metadata: acks}
 				if err := p.Send(context.Background(), msg); err != nil {
@@ -103,6 +108,15 @@ func TestProduceAndReadBack(t *testing.T) {
 			}
 			if acks.n != n {
 				t.Fatalf("%d acks for %d records", acks.n, n)
+			}
+			// Acknowledged offsets are increasing within each partition:
+			// the order the tracker relies on.
+			for part, offs := range acks.offs {
+				for j := 1; j < len(offs); j++ {
+					if offs[j] <= offs[j-1] {
+						t.Fatalf("partition %d: offset %d acknowledged after %d", part, offs[j], offs[j-1])
+					}
+				}
 			}
 			start := time.Now()
 			seen, err := Seen(context.Background(), client, "rb", before, func(s uint64) bool { return s == src })
@@ -119,5 +133,20 @@ func TestProduceAndReadBack(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPartitionLikeSarama: Partition agrees with sarama's hash partitioner.
+func TestPartitionLikeSarama(t *testing.T) {
+	hp := sarama.NewHashPartitioner("t")
+	for i := 0; i < 1000; i++ {
+		key := fmt.Sprintf("C%09dxyz", i*7919)
+		want, err := hp.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Partition([]byte(key), 7); got != want {
+			t.Fatalf("%s: %d, sarama %d", key, got, want)
+		}
 	}
 }

@@ -14,36 +14,66 @@ type Acker interface {
 	Acked(partition int32, offset int64)
 }
 
-// Producer wraps a sarama AsyncProducer. At most MaxInFlight messages are
-// between Send and their acknowledgement: Send blocks beyond that, so a
-// slow or absent broker stops the reading instead of growing memory.
+// Producer sends through several idempotent sarama async producers, each
+// with its own connections, so that several produce requests are in
+// flight at once (an idempotent sarama producer allows one per broker).
+// Messages must carry their partition (see Partition); a partition is
+// always served by the same producer, which keeps each partition in the
+// order of Send. At most MaxInFlight messages are between Send and their
+// acknowledgement: Send blocks beyond that, so a slow or absent broker
+// stops the reading instead of growing memory.
 type Producer struct {
-	ap   sarama.AsyncProducer
-	sem  chan struct{}
-	done chan struct{}
+	subs    []sarama.AsyncProducer
+	clients []sarama.Client
+	sem     chan struct{}
+	wg      sync.WaitGroup
 
 	errOnce sync.Once
 	failed  chan struct{}
 	err     error
 }
 
-// NewProducer starts an async producer on client.
-func NewProducer(client sarama.Client, maxInFlight int) (*Producer, error) {
-	ap, err := sarama.NewAsyncProducerFromClient(client)
-	if err != nil {
-		return nil, fmt.Errorf("start producer: %w", err)
-	}
+// NewProducer connects n producers to brokers with cfg (which must use
+// the manual partitioner, as SaramaConfig does).
+func NewProducer(brokers []string, cfg *sarama.Config, n, maxInFlight int) (*Producer, error) {
 	if maxInFlight <= 0 {
 		maxInFlight = 50000
 	}
-	p := &Producer{ap: ap, sem: make(chan struct{}, maxInFlight), done: make(chan struct{}), failed: make(chan struct{})}
-	go p.deliveries()
+	n = max(n, 1)
+	p := &Producer{sem: make(chan struct{}, maxInFlight), failed: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		c, err := sarama.NewClient(brokers, cfg)
+		if err != nil {
+			p.closeAll()
+			return nil, fmt.Errorf("connect producer %d: %w", i, err)
+		}
+		ap, err := sarama.NewAsyncProducerFromClient(c)
+		if err != nil {
+			c.Close()
+			p.closeAll()
+			return nil, fmt.Errorf("start producer %d: %w", i, err)
+		}
+		p.clients = append(p.clients, c)
+		p.subs = append(p.subs, ap)
+		p.wg.Add(1)
+		go p.deliveries(ap)
+	}
 	return p, nil
 }
 
-func (p *Producer) deliveries() {
-	defer close(p.done)
-	succ, errs := p.ap.Successes(), p.ap.Errors()
+func (p *Producer) closeAll() {
+	for _, ap := range p.subs {
+		ap.AsyncClose()
+	}
+	p.wg.Wait()
+	for _, c := range p.clients {
+		c.Close()
+	}
+}
+
+func (p *Producer) deliveries(ap sarama.AsyncProducer) {
+	defer p.wg.Done()
+	succ, errs := ap.Successes(), ap.Errors()
 	for succ != nil || errs != nil {
 		select {
 		case m, ok := <-succ:
@@ -64,7 +94,7 @@ func (p *Producer) deliveries() {
 			// The record stays unacknowledged, so its position is never
 			// saved; the caller starts a new session that resends it.
 			p.errOnce.Do(func() {
-				p.err = fmt.Errorf("produce to %s: %w", e.Msg.Topic, e.Err)
+				p.err = fmt.Errorf("produce to %s/%d: %w", e.Msg.Topic, e.Msg.Partition, e.Err)
 				close(p.failed)
 			})
 		}
@@ -88,18 +118,29 @@ func (p *Producer) Err() error {
 // InFlight is the number of messages sent and not yet acknowledged.
 func (p *Producer) InFlight() int { return len(p.sem) }
 
-// Send hands msg to the producer, waiting while MaxInFlight messages are
-// unacknowledged.
+// Send hands msg, whose Partition is set, to the producer of its
+// partition, waiting while MaxInFlight messages are unacknowledged.
 func (p *Producer) Send(ctx context.Context, msg *sarama.ProducerMessage) error {
+	// Fast paths first: a non-blocking send costs far less than a select.
 	select {
 	case p.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.failed:
-		return p.err
+	default:
+		select {
+		case p.sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.failed:
+			return p.err
+		}
+	}
+	in := p.subs[int(msg.Partition)%len(p.subs)].Input()
+	select {
+	case in <- msg:
+		return nil
+	default:
 	}
 	select {
-	case p.ap.Input() <- msg:
+	case in <- msg:
 		return nil
 	case <-ctx.Done():
 		<-p.sem
@@ -111,9 +152,24 @@ func (p *Producer) Send(ctx context.Context, msg *sarama.ProducerMessage) error 
 }
 
 // Close flushes what was sent, waits for every acknowledgement (or
-// error) and stops the producer.
+// error) and stops the producers.
 func (p *Producer) Close() error {
-	p.ap.AsyncClose()
-	<-p.done
+	p.closeAll()
 	return p.Err()
+}
+
+// Partition returns the partition of key among n partitions: FNV-1a, as
+// sarama's default hash partitioner computes it, so that records with the
+// same uid land together whatever sarama producer wrote them.
+func Partition(key []byte, n int32) int32 {
+	h := uint32(2166136261)
+	for _, c := range key {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	p := int32(h) % n
+	if p < 0 {
+		p = -p
+	}
+	return p
 }

@@ -4,40 +4,55 @@ import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
+// plain marks the ASCII bytes a JSON string carries as they are.
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < 0x7f; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string literal. Bytes that are not
 // valid UTF-8 are written as the text \xHH, which is what Zeek's JSON
-// writer does with binary data.
+// writer does with binary data. Runs of plain bytes are copied at once.
 func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
+	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			switch {
-			case b == '"' || b == '\\':
+			if plain[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
 				dst = append(dst, '\\', b)
-			case b == '\n':
+			case '\n':
 				dst = append(dst, '\\', 'n')
-			case b == '\r':
+			case '\r':
 				dst = append(dst, '\\', 'r')
-			case b == '\t':
+			case '\t':
 				dst = append(dst, '\\', 't')
-			case b < 0x20 || b == 0x7f:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
 			default:
-				dst = append(dst, b)
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
 			}
 			i++
+			start = i
 			continue
 		}
 		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
 			dst = append(dst, '\\', '\\', 'x', hexDigits[b>>4], hexDigits[b&0xf])
 			i++
+			start = i
 			continue
 		}
-		dst = append(dst, s[i:i+size]...)
 		i += size
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 

@@ -238,24 +238,33 @@ func (h *tsvHeader) appendScalar(dst, v []byte, k valueKind) ([]byte, error) {
 		}
 		return dst, valueError("bool is not T or F: " + strconv.Quote(string(v)))
 	case kCount:
+		if canonicalDigits(v) {
+			return append(dst, v...), nil
+		}
 		n, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
 			return dst, valueError("bad count " + strconv.Quote(string(v)))
 		}
 		return strconv.AppendUint(dst, n, 10), nil
 	case kInt:
+		if canonicalDigits(v) || len(v) > 1 && v[0] == '-' && v[1] != '0' && canonicalDigits(v[1:]) {
+			return append(dst, v...), nil
+		}
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
 			return dst, valueError("bad int " + strconv.Quote(string(v)))
 		}
 		return strconv.AppendInt(dst, n, 10), nil
 	case kFloat:
+		if len(v) > 0 && scanNumber(v) == len(v) && !bytes.ContainsAny(v, "eE") {
+			return append(dst, v...), nil // plain decimal: keep Zeek's text
+		}
 		f, err := strconv.ParseFloat(string(v), 64)
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 			return dst, valueError("bad number " + strconv.Quote(string(v)))
 		}
 		if scanNumber(v) == len(v) {
-			return append(dst, v...), nil // keep Zeek's text
+			return append(dst, v...), nil
 		}
 		return strconv.AppendFloat(dst, f, 'g', -1, 64), nil
 	default:
@@ -264,4 +273,19 @@ func (h *tsvHeader) appendScalar(dst, v []byte, k valueKind) ([]byte, error) {
 		}
 		return appendJSONString(dst, unescapeZeek(v)), nil
 	}
+}
+
+// canonicalDigits reports whether v is an unsigned decimal without a
+// leading zero that fits in 64 bits without checking: JSON can carry
+// it as it is.
+func canonicalDigits(v []byte) bool {
+	if len(v) == 0 || len(v) > 19 || (v[0] == '0' && len(v) > 1) {
+		return false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

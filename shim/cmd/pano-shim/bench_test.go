@@ -44,11 +44,13 @@ func BenchmarkVsKcat(b *testing.B) {
 				k.CreateTopic(b, "x"+st, 3)
 
 				start := time.Now()
-				out, err := exec.Command(kcat, "-P", "-b", k.Bootstrap, "-t", kt, "-l", log).CombinedOutput()
+				kc := exec.Command(kcat, "-P", "-b", k.Bootstrap, "-t", kt, "-l", log)
+				out, err := kc.CombinedOutput()
 				if err != nil {
 					b.Fatalf("kcat: %v\n%s", err, out)
 				}
 				kd := time.Since(start)
+				kcpu := kc.ProcessState.UserTime() + kc.ProcessState.SystemTime()
 				// kcat sends every line, TSV header lines included.
 				if got, want := topicEnd(b, k.Bootstrap, kt), lineCount(b, log); got != want {
 					b.Fatalf("kcat: %d records in kafka, want %d", got, want)
@@ -60,13 +62,15 @@ func BenchmarkVsKcat(b *testing.B) {
 				waitEnd(b, k.Bootstrap, "x"+st, int64(n), 5*time.Minute)
 				sd := time.Since(start)
 				p.stop(b)
+				scpu := p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 				if got := topicEnd(b, k.Bootstrap, "x"+st); got != int64(n) {
 					b.Fatalf("shim: %d records in kafka, want %d", got, n)
 				}
 				kcatRate += float64(n) / kd.Seconds()
 				shimRate += float64(n) / sd.Seconds()
-				b.Logf("%s, %d lines, %d MB: kcat %v (%.0f records/s), shim %v (%.0f records/s)", format, n, fi.Size()>>20,
-					kd.Round(time.Millisecond), float64(n)/kd.Seconds(), sd.Round(time.Millisecond), float64(n)/sd.Seconds())
+				b.Logf("%s, %d lines, %d MB: kcat %v (%.0f records/s, %v CPU), shim %v (%.0f records/s, %v CPU)", format, n, fi.Size()>>20,
+					kd.Round(time.Millisecond), float64(n)/kd.Seconds(), kcpu.Round(time.Millisecond),
+					sd.Round(time.Millisecond), float64(n)/sd.Seconds(), scpu.Round(time.Millisecond))
 			}
 			b.ReportMetric(kcatRate/float64(b.N), "kcat_records/s")
 			b.ReportMetric(shimRate/float64(b.N), "shim_records/s")

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,10 +86,10 @@ Every flag can also be set by the environment variable named in its help.
 		fs.PrintDefaults()
 	}
 	var (
-		logs, brokers, prefix, topic, stateDir, metricsAddr, dot, logLevel string
-		kc                                                                 produce.Config
-		poll, checkpoint                                                   time.Duration
-		maxLine                                                            int
+		logs, brokers, prefix, topic, stateDir, metricsAddr, dot, logLevel, cpuProfile string
+		kc                                                                             produce.Config
+		poll, checkpoint                                                               time.Duration
+		maxLine                                                                        int
 	)
 	e := env{fs}
 	e.str(&logs, "logs", "SHIM_LOGS", "/zeek/logs/dns.log", "comma-separated Zeek log paths or glob patterns")
@@ -109,6 +111,7 @@ Every flag can also be set by the environment variable named in its help.
 	e.int(&kc.RetryMax, "retry-max", "KAFKA_RETRY_MAX", 10, "retries of a batch before the session restarts (nothing is dropped either way)")
 	e.dur(&kc.RetryBackoff, "retry-backoff", "KAFKA_RETRY_BACKOFF", 250*time.Millisecond, "first retry delay, doubling up to 10x")
 	e.int(&kc.MaxInFlight, "max-in-flight", "SHIM_MAX_IN_FLIGHT", 50000, "records sent and not yet acknowledged; reading pauses beyond")
+	e.int(&kc.Producers, "producers", "SHIM_PRODUCERS", 3, "idempotent producers in parallel (each owns a share of the partitions)")
 	e.boolean(&kc.TLS.Enable, "tls", "KAFKA_TLS", false, "use TLS to the brokers")
 	e.str(&kc.TLS.CAFile, "tls-ca", "KAFKA_TLS_CA", "", "PEM CA bundle (default: system roots)")
 	e.str(&kc.TLS.CertFile, "tls-cert", "KAFKA_TLS_CERT", "", "PEM client certificate")
@@ -118,6 +121,7 @@ Every flag can also be set by the environment variable named in its help.
 	e.str(&kc.SASL.Mechanism, "sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
 	e.str(&kc.SASL.User, "sasl-user", "KAFKA_SASL_USER", "", "SASL user")
 	e.str(&kc.SASL.Password, "sasl-password", "KAFKA_SASL_PASSWORD", "", "SASL password (prefer the environment variable)")
+	e.str(&cpuProfile, "cpuprofile", "SHIM_CPUPROFILE", "", "write a Go CPU profile to this file until exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -133,7 +137,22 @@ Every flag can also be set by the environment variable named in its help.
 	// sarama's own go-metrics registry costs CPU per message and is not
 	// exported anywhere: turn it off.
 	gometrics.UseNilMetrics = true
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		// Memory is bounded by -max-in-flight; trade some of it for
+		// less garbage collection per record.
+		debug.SetGCPercent(200)
+	}
 
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	kc.Brokers = splitList(brokers)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
