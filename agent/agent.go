@@ -1,6 +1,6 @@
 // Package agent assembles the capture agent: the eBPF classifier, its
 // attachment to the selected interfaces, the ring-buffer reader, the
-// PCAP-over-TCP server and the metrics endpoint.
+// PCAP-over-TCP servers (one per stream) and the metrics endpoint.
 package agent
 
 import (
@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,8 +38,8 @@ type Agent struct {
 	cls     *bpf.Classifier
 	tracer  *tracer.Tracer
 	reader  *capture.Reader
-	server  *pcapovertcp.Server
-	metrics net.Listener // nil: no endpoint
+	servers []*pcapovertcp.Server // one per stream
+	metrics net.Listener          // nil: no endpoint
 	reg     *prometheus.Registry
 
 	closeOnce sync.Once
@@ -70,19 +71,35 @@ func (a *Agent) setup() (err error) {
 		return err
 	}
 
-	a.server, err = pcapovertcp.NewServer(pcapovertcp.ServerConfig{
-		Addr:       cfg.ServerAddr,
-		MaxClients: cfg.MaxClients,
-		QueueBytes: cfg.ClientQueue,
-		SnapLen:    cfg.SnapLen,
-		Nanosecond: cfg.Nanosecond,
-		Allow:      cfg.Allow,
-		Logger:     log,
-		LinkType:   pcapovertcp.LinkTypeEthernet,
-	})
-	if err != nil {
-		// The server's error already says what holds the port.
-		return fmt.Errorf("PCAP-over-TCP server (PCA_SERVER_ADDR, PCA_SERVER_PORT): %w", err)
+	// Each stream is a server of its own, with its own clients, queues
+	// and counters: a Zeek worker reads one stream, and a slow worker
+	// loses packets of its stream only.
+	addrs := cfg.StreamAddrs()
+	sinks := make([]capture.Sink, len(addrs))
+	for i, addr := range addrs {
+		srvLog := log
+		if len(addrs) > 1 {
+			srvLog = log.With("stream", i)
+		}
+		srv, err := pcapovertcp.NewServer(pcapovertcp.ServerConfig{
+			Addr:       addr,
+			MaxClients: cfg.MaxClients,
+			QueueBytes: cfg.ClientQueue,
+			SnapLen:    cfg.SnapLen,
+			Nanosecond: cfg.Nanosecond,
+			Allow:      cfg.Allow,
+			Logger:     srvLog,
+			LinkType:   pcapovertcp.LinkTypeEthernet,
+		})
+		if err != nil {
+			// The server's error already says what holds the port.
+			if len(addrs) > 1 {
+				return fmt.Errorf("PCAP-over-TCP server of stream %d (PCA_SERVER_ADDR, PCA_SERVER_PORT+%d, PCA_STREAMS): %w", i, i, err)
+			}
+			return fmt.Errorf("PCAP-over-TCP server (PCA_SERVER_ADDR, PCA_SERVER_PORT): %w", err)
+		}
+		a.servers = append(a.servers, srv)
+		sinks[i] = srv
 	}
 	if cfg.MetricsAddr != "" {
 		a.metrics, err = net.Listen("tcp", cfg.MetricsAddr)
@@ -91,14 +108,14 @@ func (a *Agent) setup() (err error) {
 		}
 	}
 
-	a.cls, err = bpf.Load(bpf.Options{SnapLen: cfg.SnapLen, RingBufferSize: cfg.RingBufferSize, Rules: cfg.Filter})
+	a.cls, err = bpf.Load(bpf.Options{SnapLen: cfg.SnapLen, RingBufferSize: cfg.RingBufferSize, Rules: cfg.Filter, Streams: len(a.servers)})
 	if err != nil {
 		return err
 	}
 	a.tracer = tracer.New(cfg.AttachMode, a.cls.Ingress(), a.cls.Egress(), log)
 	a.reader, err = capture.NewReader(capture.Config{
 		RingBuffer:  a.cls.RingBuffer(),
-		Sink:        a.server,
+		Sinks:       sinks,
 		DedupWindow: cfg.DedupWindow,
 		Logger:      log,
 	})
@@ -110,16 +127,25 @@ func (a *Agent) setup() (err error) {
 	a.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		pcapovertcp.NewCollector(a.server, metrics.Namespace),
 		metrics.NewCollector(metrics.Sources{
-			Kernel:          a.cls.Counters,
-			Reader:          a.reader.Stats,
-			Fill:            a.reader.Fill,
-			Attached:        a.tracer.Attached,
-			ClientQueueFull: func() uint64 { return a.server.Stats().DroppedQueueFull },
-			Logger:          log,
+			Kernel:   a.Counters, // final values once the maps are freed
+			Reader:   a.reader.Stats,
+			Fill:     a.reader.Fill,
+			Attached: a.tracer.Attached,
+			ClientQueueFull: func() []uint64 {
+				out := make([]uint64, len(a.servers))
+				for i, srv := range a.servers {
+					out[i] = srv.Stats().DroppedQueueFull
+				}
+				return out
+			},
+			Logger: log,
 		}),
 	)
+	for i, srv := range a.servers {
+		a.reg.MustRegister(prometheus.WrapCollectorWith(prometheus.Labels{metrics.StreamLabel: strconv.Itoa(i)},
+			pcapovertcp.NewCollector(srv, metrics.Namespace)))
+	}
 	return nil
 }
 
@@ -133,8 +159,17 @@ func listenError(err error, setting string) error {
 	return err
 }
 
-// PCAPAddr is the PCAP-over-TCP listener's address.
-func (a *Agent) PCAPAddr() net.Addr { return a.server.Addr() }
+// PCAPAddr is the PCAP-over-TCP listener's address (stream 0's).
+func (a *Agent) PCAPAddr() net.Addr { return a.servers[0].Addr() }
+
+// PCAPAddrs are the listeners' addresses, indexed by stream.
+func (a *Agent) PCAPAddrs() []net.Addr {
+	out := make([]net.Addr, len(a.servers))
+	for i, srv := range a.servers {
+		out[i] = srv.Addr()
+	}
+	return out
+}
 
 // MetricsAddr is the metrics listener's address, or nil.
 func (a *Agent) MetricsAddr() net.Addr {
@@ -161,8 +196,30 @@ func (a *Agent) Counters() (bpf.Counters, error) {
 // ReaderStats are the ring-buffer reader's counters.
 func (a *Agent) ReaderStats() capture.Stats { return a.reader.Stats() }
 
-// ServerStats are the PCAP-over-TCP server's counters.
-func (a *Agent) ServerStats() pcapovertcp.ServerStats { return a.server.Stats() }
+// ServerStats are the PCAP-over-TCP servers' counters, summed over the
+// streams (Clients lists the clients of every stream).
+func (a *Agent) ServerStats() pcapovertcp.ServerStats {
+	var sum pcapovertcp.ServerStats
+	for _, srv := range a.servers {
+		st := srv.Stats()
+		sum.WrittenPackets += st.WrittenPackets
+		sum.WrittenBytes += st.WrittenBytes
+		sum.TruncatedPackets += st.TruncatedPackets
+		sum.SentPackets += st.SentPackets
+		sum.SentBytes += st.SentBytes
+		sum.SocketWrites += st.SocketWrites
+		sum.DroppedQueueFull += st.DroppedQueueFull
+		sum.DroppedDisconnected += st.DroppedDisconnected
+		sum.Accepted += st.Accepted
+		sum.RejectedNotAllowed += st.RejectedNotAllowed
+		sum.RejectedMaxClients += st.RejectedMaxClients
+		sum.Clients = append(sum.Clients, st.Clients...)
+	}
+	return sum
+}
+
+// StreamStats are the counters of one stream's PCAP-over-TCP server.
+func (a *Agent) StreamStats(stream int) pcapovertcp.ServerStats { return a.servers[stream].Stats() }
 
 // Run captures until ctx is done, then detaches from every interface,
 // delivers the packets still in flight to connected clients (for up to
@@ -170,15 +227,17 @@ func (a *Agent) ServerStats() pcapovertcp.ServerStats { return a.server.Stats() 
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.Close()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 2+len(a.servers))
 
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	defer stopServer()
-	wg.Go(func() {
-		if err := a.server.Serve(srvCtx); err != nil {
-			errc <- err
-		}
-	})
+	for _, srv := range a.servers {
+		wg.Go(func() {
+			if err := srv.Serve(srvCtx); err != nil {
+				errc <- err
+			}
+		})
+	}
 
 	var httpSrv *http.Server
 	if a.metrics != nil {
@@ -248,10 +307,17 @@ loop:
 	if err := <-readDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	// The streams flush in parallel, within one deadline.
 	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := a.server.Flush(flushCtx); err != nil {
-		a.log.Warn("clients not fully flushed at shutdown", "error", err)
+	var flushWG sync.WaitGroup
+	for i, srv := range a.servers {
+		flushWG.Go(func() {
+			if err := srv.Flush(flushCtx); err != nil {
+				a.log.Warn("clients not fully flushed at shutdown", "stream", i, "error", err)
+			}
+		})
 	}
+	flushWG.Wait()
 	cancel()
 	stopServer()
 	if httpSrv != nil {
@@ -279,8 +345,8 @@ func (a *Agent) release() {
 		}
 		_ = a.cls.Close()
 	}
-	if a.server != nil {
-		_ = a.server.Close()
+	for _, srv := range a.servers {
+		_ = srv.Close()
 	}
 	if a.metrics != nil {
 		_ = a.metrics.Close()

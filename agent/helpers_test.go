@@ -19,8 +19,8 @@ import (
 	pcapovertcp "github.com/pano-observability/pano/pcap-over-tcp"
 )
 
-// runningAgent is an in-process agent with one PCAP-over-TCP client
-// collecting everything it streams.
+// runningAgent is an in-process agent with one PCAP-over-TCP client per
+// stream collecting everything it streams.
 type runningAgent struct {
 	*agent.Agent
 	cancel  context.CancelFunc
@@ -28,10 +28,10 @@ type runningAgent struct {
 	stopped bool
 
 	mu      sync.Mutex
-	packets []packet
+	streams [][]packet // by stream
 	header  pcapovertcp.FileHeader
 	readErr error
-	readEnd chan struct{}
+	readEnd sync.WaitGroup
 }
 
 type packet struct {
@@ -61,7 +61,7 @@ func startAgent(t *testing.T, env map[string]string, wantIfaces ...string) *runn
 		t.Fatalf("agent: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ra := &runningAgent{Agent: a, cancel: cancel, done: make(chan error, 1), readEnd: make(chan struct{})}
+	ra := &runningAgent{Agent: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { ra.done <- a.Run(ctx) }()
 	t.Cleanup(func() { ra.stop(t) })
 
@@ -75,31 +75,38 @@ func startAgent(t *testing.T, env map[string]string, wantIfaces ...string) *runn
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()
-	rd, conn, err := pcapovertcp.Dial(dctx, a.PCAPAddr().String())
-	if err != nil {
-		t.Fatalf("connect to the agent: %v", err)
-	}
-	ra.header = rd.Header()
-	go func() {
-		defer close(ra.readEnd)
-		defer conn.Close()
-		for {
-			ci, data, err := rd.ReadPacket()
-			if err != nil {
-				ra.mu.Lock()
-				if !errors.Is(err, io.EOF) {
-					ra.readErr = err
-				}
-				ra.mu.Unlock()
-				return
-			}
-			ra.mu.Lock()
-			ra.packets = append(ra.packets, packet{ci, slices.Clone(data)})
-			ra.mu.Unlock()
+	addrs := a.PCAPAddrs()
+	ra.streams = make([][]packet, len(addrs))
+	for i, addr := range addrs {
+		rd, conn, err := pcapovertcp.Dial(dctx, addr.String())
+		if err != nil {
+			t.Fatalf("connect to the agent's stream %d: %v", i, err)
 		}
-	}()
-	// The server admits the client asynchronously: wait until it counts.
-	for len(a.ServerStats().Clients) == 0 {
+		if i == 0 {
+			ra.header = rd.Header()
+		} else if rd.Header() != ra.header {
+			t.Errorf("stream %d header %+v, stream 0's %+v", i, rd.Header(), ra.header)
+		}
+		ra.readEnd.Go(func() {
+			defer conn.Close()
+			for {
+				ci, data, err := rd.ReadPacket()
+				if err != nil {
+					ra.mu.Lock()
+					if !errors.Is(err, io.EOF) {
+						ra.readErr = err
+					}
+					ra.mu.Unlock()
+					return
+				}
+				ra.mu.Lock()
+				ra.streams[i] = append(ra.streams[i], packet{ci, slices.Clone(data)})
+				ra.mu.Unlock()
+			}
+		})
+	}
+	// The servers admit clients asynchronously: wait until they count.
+	for len(a.ServerStats().Clients) < len(addrs) {
 		if time.Now().After(deadline) {
 			t.Fatal("the agent did not register the client")
 		}
@@ -117,9 +124,19 @@ func attached(have []tracer.Interface, want []string) bool {
 	return true
 }
 
-// stop shuts the agent down (which flushes and closes the stream) and
-// returns what the client received.
+// stop shuts the agent down (which flushes and closes the streams) and
+// returns what the clients received, every stream's packets together.
 func (ra *runningAgent) stop(t *testing.T) []packet {
+	t.Helper()
+	var all []packet
+	for _, s := range ra.stopStreams(t) {
+		all = append(all, s...)
+	}
+	return all
+}
+
+// stopStreams is stop, with the packets by stream.
+func (ra *runningAgent) stopStreams(t *testing.T) [][]packet {
 	t.Helper()
 	if !ra.stopped {
 		ra.stopped = true
@@ -132,10 +149,12 @@ func (ra *runningAgent) stop(t *testing.T) []packet {
 		case <-time.After(30 * time.Second):
 			t.Fatal("agent did not stop within 30s")
 		}
+		ended := make(chan struct{})
+		go func() { ra.readEnd.Wait(); close(ended) }()
 		select {
-		case <-ra.readEnd:
+		case <-ended:
 		case <-time.After(10 * time.Second):
-			t.Fatal("the stream did not end after the agent stopped")
+			t.Fatal("the streams did not end after the agent stopped")
 		}
 	}
 	ra.mu.Lock()
@@ -143,7 +162,7 @@ func (ra *runningAgent) stop(t *testing.T) []packet {
 	if ra.readErr != nil {
 		t.Errorf("reading the stream: %v", ra.readErr)
 	}
-	return ra.packets
+	return ra.streams
 }
 
 // readPcap reads a pcap file (tcpdump's) with the same reader.

@@ -75,6 +75,10 @@ func TestMetricsEndpoint(t *testing.T) {
 		want   float64
 	}{
 		{"pano_agent_packets_captured_total", nil, 2 * n},
+		{"pano_agent_packets_captured_total", []string{"stream", "0"}, 2 * n},
+		{"pano_agent_streams", nil, 1},
+		{"pano_agent_pcap_over_tcp_packets_sent_total", []string{"stream", "0"}, 2 * n},
+		{"pano_agent_packets_dropped_total", []string{"reason", "ring_buffer_full", "stream", "0"}, 0},
 		{"pano_agent_captured_bytes_total", nil, float64(2 * frameBytes)},
 		{"pano_agent_packets_matched_total", nil, 2 * n},
 		{"pano_agent_packets_dropped_total", []string{"reason", "ring_buffer_full"}, 0},

@@ -36,6 +36,9 @@
 #define MAX_IPV6_EXT_HDRS 6
 #define MAX_RULES 16
 
+// Most PCAP-over-TCP streams the capture can be split into.
+#define MAX_STREAMS 64
+
 // The largest snap length: the scratch area holds this many packet bytes.
 // A power of two minus one so that a mask keeps the verifier convinced.
 #define MAX_SNAPLEN 65535
@@ -80,7 +83,8 @@ struct pkt_meta {
 	__u16 vlan_proto;  // its TPID, host byte order
 	__u8 direction;    // DIR_INGRESS or DIR_EGRESS
 	__u8 vlan_present;
-	__u8 pad[6];
+	__u8 stream;       // PCAP-over-TCP stream (flow hash), < streams
+	__u8 pad[5];
 };
 
 struct scratch {
@@ -89,7 +93,8 @@ struct scratch {
 };
 
 // A fragmented datagram whose first fragment matched: its later fragments
-// carry no ports, so they are captured by looking up this key.
+// carry no ports, so they are captured by looking up this key, and go to
+// the stream the first fragment went to (the map's value).
 struct frag_key {
 	__u32 saddr[4];
 	__u32 daddr[4];
@@ -132,8 +137,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct frag_key);
-	__type(value, __u8);
+	__type(value, __u8); // the datagram's stream
 } fragments SEC(".maps");
+
+// Packets lost to a full ring buffer, by the stream they were meant for.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_STREAMS);
+	__type(key, __u32);
+	__type(value, __u64);
+} stream_drops SEC(".maps");
 
 // Snap length, set by user space before loading (1..MAX_SNAPLEN).
 volatile const __u32 snaplen = MAX_SNAPLEN;
@@ -142,6 +155,10 @@ volatile const __u32 snaplen = MAX_SNAPLEN;
 // reader polls on a short timer instead, and is woken early only when
 // this many bytes wait in the ring. Set by user space before loading.
 volatile const __u64 wakeup_bytes = 1 << 20;
+
+// Number of PCAP-over-TCP streams (1..MAX_STREAMS), set by user space
+// before loading. With one, no hash is computed (the verifier prunes it).
+volatile const __u32 streams = 1;
 
 // What the parser learned about a packet.
 struct pkt_info {
@@ -300,6 +317,71 @@ static __always_inline int rule_match(const struct rule *r, const struct pkt_inf
 	return 1;
 }
 
+// The flow hash that chooses a packet's stream. It must be symmetric
+// (both directions of a conversation in one stream, since Zeek needs both
+// to see a transaction) and cheap. Each endpoint (address, port) is hashed
+// on its own, and the two endpoint hashes are combined smaller first, so
+// swapping source and destination changes nothing. Ports are used when
+// the packet has them, which spreads the many source ports of one
+// resolver over all streams; packets without ports (ICMP, unparsed IPv6)
+// hash on addresses and protocol. Later fragments of a datagram have no
+// ports: they take the stream of their first fragment from the fragments
+// map instead of being hashed, which keeps every fragment of a datagram
+// in one stream without giving up the ports. Non-IP frames go to stream
+// 0. agent/flowhash holds the same function in Go; the tests hold the two
+// to each other. Mixing rounds are MurmurHash3's.
+static __always_inline __u32 rotl32(__u32 x, __u32 r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+static __always_inline __u32 mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = rotl32(k, 15);
+	k *= 0x1b873593;
+	h ^= k;
+	h = rotl32(h, 13);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 fmix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 endpoint_hash(const __u32 *addr, __u16 port)
+{
+	__u32 h = 0;
+	// Addresses are hashed as big-endian words so that the hash is the
+	// same on every architecture.
+	h = mix(h, bpf_ntohl(addr[0]));
+	h = mix(h, bpf_ntohl(addr[1]));
+	h = mix(h, bpf_ntohl(addr[2]));
+	h = mix(h, bpf_ntohl(addr[3]));
+	h = mix(h, port);
+	return fmix(h);
+}
+
+static __always_inline __u8 flow_stream(const struct pkt_info *info)
+{
+	if (streams <= 1 || info->family == 0)
+		return 0;
+	__u32 a = endpoint_hash(info->saddr, info->sport);
+	__u32 b = endpoint_hash(info->daddr, info->dport);
+	__u32 h = mix(0, a < b ? a : b);
+	h = mix(h, a < b ? b : a);
+	h = mix(h, ((__u32)info->family << 8) | info->proto);
+	h = fmix(h);
+	// Multiply-shift maps the hash onto 0..streams-1 without a division.
+	return (__u8)(((__u64)h * streams) >> 32);
+}
+
 static __always_inline void frag_key_of(struct frag_key *k, const struct pkt_info *info)
 {
 	__builtin_memcpy(k->saddr, info->saddr, sizeof(k->saddr));
@@ -310,7 +392,8 @@ static __always_inline void frag_key_of(struct frag_key *k, const struct pkt_inf
 	k->pad = 0;
 }
 
-static __always_inline int match(struct __sk_buff *skb, __u8 direction)
+// match reports whether the packet is captured, and in which stream.
+static __always_inline int match(struct __sk_buff *skb, __u8 direction, __u8 *stream)
 {
 	struct pkt_info info = {};
 	__u32 zero = 0;
@@ -326,7 +409,11 @@ static __always_inline int match(struct __sk_buff *skb, __u8 direction)
 	if (info.fragment == 2) {
 		struct frag_key k;
 		frag_key_of(&k, &info);
-		return bpf_map_lookup_elem(&fragments, &k) != NULL;
+		__u8 *first = bpf_map_lookup_elem(&fragments, &k);
+		if (!first)
+			return 0;
+		*stream = *first;
+		return 1;
 	}
 
 	__u32 n = rules->count;
@@ -342,19 +429,23 @@ static __always_inline int match(struct __sk_buff *skb, __u8 direction)
 		}
 	}
 
-	if (matched && info.fragment == 1) {
+	if (!matched)
+		return 0;
+	*stream = flow_stream(&info);
+	if (info.fragment == 1) {
 		struct frag_key k;
-		__u8 one = 1;
 		frag_key_of(&k, &info);
-		bpf_map_update_elem(&fragments, &k, &one, BPF_ANY);
+		bpf_map_update_elem(&fragments, &k, stream, BPF_ANY);
 	}
-	return matched;
+	return 1;
 }
 
 static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 {
+	__u8 stream = 0;
+
 	count(COUNTER_SEEN, 1);
-	if (!match(skb, direction))
+	if (!match(skb, direction, &stream))
 		return TC_ACT_UNSPEC;
 
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -380,14 +471,20 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 	s->meta.vlan_present = skb->vlan_present ? 1 : 0;
 	s->meta.vlan_tci = skb->vlan_tci;
 	s->meta.vlan_proto = bpf_ntohs(skb->vlan_proto);
+	s->meta.stream = stream;
 
 	count(COUNTER_MATCHED, 1);
 	count(COUNTER_MATCHED_BYTES, len);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&packets, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&packets, s, sizeof(struct pkt_meta) + cap, flags) < 0)
+	if (bpf_ringbuf_output(&packets, s, sizeof(struct pkt_meta) + cap, flags) < 0) {
 		count(COUNTER_RINGBUF_FULL, 1);
+		__u32 idx = stream;
+		__u64 *v = bpf_map_lookup_elem(&stream_drops, &idx);
+		if (v)
+			*v += 1;
+	}
 	return TC_ACT_UNSPEC;
 }
 

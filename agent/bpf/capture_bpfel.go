@@ -33,7 +33,8 @@ type CapturePktMeta struct {
 	VlanProto   uint16
 	Direction   uint8
 	VlanPresent uint8
-	Pad         [6]uint8
+	Stream      uint8
+	Pad         [5]uint8
 }
 
 type CaptureRule struct {
@@ -70,9 +71,11 @@ const (
 	CaptureMapFragments       = "fragments"
 	CaptureMapPackets         = "packets"
 	CaptureMapScratchArea     = "scratch_area"
+	CaptureMapStreamDrops     = "stream_drops"
 	CaptureProgCaptureEgress  = "capture_egress"
 	CaptureProgCaptureIngress = "capture_ingress"
 	CaptureVarSnaplen         = "snaplen"
+	CaptureVarStreams         = "streams"
 	CaptureVarWakeupBytes     = "wakeup_bytes"
 )
 
@@ -131,6 +134,7 @@ type CaptureMapSpecs struct {
 	Fragments   *ebpf.MapSpec `ebpf:"fragments"`
 	Packets     *ebpf.MapSpec `ebpf:"packets"`
 	ScratchArea *ebpf.MapSpec `ebpf:"scratch_area"`
+	StreamDrops *ebpf.MapSpec `ebpf:"stream_drops"`
 }
 
 // CaptureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -138,6 +142,7 @@ type CaptureMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureVariableSpecs struct {
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
+	Streams     *ebpf.VariableSpec `ebpf:"streams"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -166,6 +171,7 @@ type CaptureMaps struct {
 	Fragments   *ebpf.Map `ebpf:"fragments"`
 	Packets     *ebpf.Map `ebpf:"packets"`
 	ScratchArea *ebpf.Map `ebpf:"scratch_area"`
+	StreamDrops *ebpf.Map `ebpf:"stream_drops"`
 }
 
 func (m *CaptureMaps) Close() error {
@@ -175,6 +181,7 @@ func (m *CaptureMaps) Close() error {
 		m.Fragments,
 		m.Packets,
 		m.ScratchArea,
+		m.StreamDrops,
 	)
 }
 
@@ -183,6 +190,7 @@ func (m *CaptureMaps) Close() error {
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CaptureVariables struct {
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
+	Streams     *ebpf.Variable `ebpf:"streams"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

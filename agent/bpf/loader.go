@@ -30,6 +30,13 @@ const (
 // in the ring buffer (struct pkt_meta).
 const MetaSize = 32
 
+// MetaStreamOffset is where struct pkt_meta holds the packet's stream.
+const MetaStreamOffset = 26
+
+// MaxStreams is the most PCAP-over-TCP streams the classifier can split
+// the capture into (MAX_STREAMS in capture.c).
+const MaxStreams = 64
+
 // Direction values in the metadata.
 const (
 	DirIngress = 1
@@ -45,11 +52,15 @@ type Options struct {
 	SnapLen        uint32 // 1..MaxSnapLen
 	RingBufferSize int    // bytes; a power of two, at least one page
 	Rules          []filter.Rule
+	// Streams is how many PCAP-over-TCP streams packets are spread over
+	// by flow hash (1..MaxStreams; 0 means 1).
+	Streams int
 }
 
 // Classifier is the loaded program pair and its maps.
 type Classifier struct {
-	objs CaptureObjects
+	objs    CaptureObjects
+	streams int
 }
 
 // Load checks opts, loads the classifier into the kernel and writes the
@@ -61,6 +72,12 @@ func Load(opts Options) (*Classifier, error) {
 	page := os.Getpagesize()
 	if opts.RingBufferSize < page || bits.OnesCount(uint(opts.RingBufferSize)) != 1 {
 		return nil, fmt.Errorf("ring buffer size %d: must be a power of two and at least %d (one page)", opts.RingBufferSize, page)
+	}
+	if opts.Streams == 0 {
+		opts.Streams = 1
+	}
+	if opts.Streams < 1 || opts.Streams > MaxStreams {
+		return nil, fmt.Errorf("%d streams: must be 1..%d", opts.Streams, MaxStreams)
 	}
 	table, err := rulesTable(opts.Rules)
 	if err != nil {
@@ -90,8 +107,11 @@ func Load(opts Options) (*Classifier, error) {
 	if err := spec.Variables[CaptureVarWakeupBytes].Set(uint64(opts.RingBufferSize / 4)); err != nil {
 		return nil, fmt.Errorf("set wake-up threshold: %w", err)
 	}
+	if err := spec.Variables[CaptureVarStreams].Set(uint32(opts.Streams)); err != nil {
+		return nil, fmt.Errorf("set stream count: %w", err)
+	}
 
-	c := &Classifier{}
+	c := &Classifier{streams: opts.Streams}
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		return nil, loadError(err)
 	}
@@ -184,9 +204,15 @@ func (c *Classifier) Egress() *ebpf.Program { return c.objs.CaptureEgress }
 // RingBuffer is the map packets arrive in.
 func (c *Classifier) RingBuffer() *ebpf.Map { return c.objs.Packets }
 
+// Streams is the number of streams the classifier spreads packets over.
+func (c *Classifier) Streams() int { return c.streams }
+
 // Counters are the classifier's totals over all CPUs.
 type Counters struct {
 	Seen, Matched, MatchedBytes, RingBufferFull uint64
+	// StreamRingBufferFull splits RingBufferFull by the stream the lost
+	// packets were meant for (one entry per stream).
+	StreamRingBufferFull []uint64
 }
 
 // Counters sums the per-CPU counters.
@@ -201,11 +227,22 @@ func (c *Classifier) Counters() (Counters, error) {
 			out[i] += v
 		}
 	}
+	perStream := make([]uint64, c.streams)
+	for i := range uint32(c.streams) {
+		var perCPU []uint64
+		if err := c.objs.StreamDrops.Lookup(&i, &perCPU); err != nil {
+			return Counters{}, fmt.Errorf("read stream %d drop counter: %w", i, err)
+		}
+		for _, v := range perCPU {
+			perStream[i] += v
+		}
+	}
 	return Counters{
-		Seen:           out[counterSeen],
-		Matched:        out[counterMatched],
-		MatchedBytes:   out[counterMatchedBytes],
-		RingBufferFull: out[counterRingbufFull],
+		Seen:                 out[counterSeen],
+		Matched:              out[counterMatched],
+		MatchedBytes:         out[counterMatchedBytes],
+		RingBufferFull:       out[counterRingbufFull],
+		StreamRingBufferFull: perStream,
 	}, nil
 }
 

@@ -51,7 +51,7 @@ func ipv4Frame(mac byte, ttl byte, payload string) []byte {
 
 func TestHandleRestoresOffloadedVLANTag(t *testing.T) {
 	rec := &recorder{}
-	r := &Reader{sink: rec, clock: NewClock()}
+	r := testReader(rec)
 	frame := ipv4Frame(1, 64, "dns")
 	r.handle(record(1, 3, 1, len(frame), true, 0x2007, 0x8100, frame), nil)
 	if len(rec.data) != 1 {
@@ -69,7 +69,7 @@ func TestHandleRestoresOffloadedVLANTag(t *testing.T) {
 
 func TestHandleTruncatedAndMalformed(t *testing.T) {
 	rec := &recorder{}
-	r := &Reader{sink: rec, clock: NewClock()}
+	r := testReader(rec)
 	frame := ipv4Frame(1, 64, "a longer payload")
 	r.handle(record(1, 3, 1, 1500, false, 0, 0, frame), nil)
 	if ci := rec.ci[0]; ci.Length != 1500 || ci.CaptureLength != len(frame) {
@@ -80,6 +80,37 @@ func TestHandleTruncatedAndMalformed(t *testing.T) {
 	binary.NativeEndian.PutUint32(bad[16:], 1000) // claims more bytes than it has
 	r.handle(bad, nil)
 	if st := r.Stats(); st.Malformed != 2 || st.Packets != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// testReader is a Reader without a ring buffer, for handle.
+func testReader(sinks ...Sink) *Reader {
+	return &Reader{sinks: sinks, streams: make([]streamCounters, len(sinks)), clock: NewClock()}
+}
+
+// TestHandleRoutesByStream: each record goes to the sink its metadata
+// names, is counted there, and a stream without a sink is malformed.
+func TestHandleRoutesByStream(t *testing.T) {
+	recs := []*recorder{{}, {}, {}}
+	r := testReader(recs[0], recs[1], recs[2])
+	for i, stream := range []byte{0, 2, 2, 1, 2, 3} {
+		frame := ipv4Frame(1, 64, strconv.Itoa(i))
+		rec := record(uint64(i+1), 3, 1, len(frame), false, 0, 0, frame)
+		rec[bpf.MetaStreamOffset] = stream
+		r.handle(rec, nil)
+	}
+	for i, want := range []int{1, 1, 3} {
+		if len(recs[i].data) != want {
+			t.Errorf("stream %d: %d packets, want %d", i, len(recs[i].data), want)
+		}
+	}
+	if string(recs[1].data[0][34:]) != "3" {
+		t.Errorf("stream 1 got %q", recs[1].data[0][34:])
+	}
+	st := r.Stats()
+	if st.Packets != 5 || st.Malformed != 1 || len(st.Streams) != 3 || st.Streams[2].Packets != 3 ||
+		st.Streams[2].Bytes != 3*35 || st.Bytes != 5*35 {
 		t.Fatalf("stats %+v", st)
 	}
 }

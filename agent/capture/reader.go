@@ -1,7 +1,7 @@
 // Package capture reads packets from the classifier's ring buffer, gives
 // them wall-clock timestamps, restores offloaded VLAN tags, drops
-// cross-interface duplicates and hands them to a sink (the PCAP-over-TCP
-// server).
+// cross-interface duplicates and hands each to the sink (a PCAP-over-TCP
+// server) of the stream the classifier chose for it.
 package capture
 
 import (
@@ -29,16 +29,25 @@ type Sink interface {
 
 // Stats are the reader's totals.
 type Stats struct {
-	Packets    uint64 // handed to the sink
+	Packets    uint64 // handed to the sinks
 	Bytes      uint64 // their original lengths
 	Duplicates uint64 // dropped by the deduplication window
-	Malformed  uint64 // records too short to hold their metadata
+	Malformed  uint64 // records too short to hold their metadata, or for no stream
+	// Streams splits Packets and Bytes by stream (one entry per sink).
+	Streams []StreamStats
+}
+
+// StreamStats are one stream's totals.
+type StreamStats struct {
+	Packets, Bytes uint64
 }
 
 // Config configures a Reader.
 type Config struct {
-	RingBuffer  *ebpf.Map
-	Sink        Sink
+	RingBuffer *ebpf.Map
+	// Sinks are the streams, indexed by the stream number the classifier
+	// writes into each record's metadata (one sink: every packet).
+	Sinks       []Sink
 	DedupWindow time.Duration // 0 disables deduplication
 	Logger      *slog.Logger
 }
@@ -51,7 +60,7 @@ const PollInterval = 20 * time.Millisecond
 // Reader drains the ring buffer into a Sink.
 type Reader struct {
 	rd    *ringbuf.Reader
-	sink  Sink
+	sinks []Sink
 	clock *Clock
 	dedup *Dedup
 	log   *slog.Logger
@@ -63,11 +72,20 @@ type Reader struct {
 	// packet can be seen twice, and deduplication is skipped.
 	interfaces atomic.Int32
 
-	packets, bytes, duplicates, malformed atomic.Uint64
+	duplicates, malformed atomic.Uint64
+	streams               []streamCounters // one per sink
+}
+
+type streamCounters struct {
+	packets, bytes atomic.Uint64
+	_              [48]byte // own cache line: the scrape reads while the reader writes
 }
 
 // NewReader opens the ring buffer.
 func NewReader(cfg Config) (*Reader, error) {
+	if len(cfg.Sinks) == 0 || len(cfg.Sinks) > bpf.MaxStreams {
+		return nil, fmt.Errorf("%d sinks: want 1..%d", len(cfg.Sinks), bpf.MaxStreams)
+	}
 	rd, err := ringbuf.NewReader(cfg.RingBuffer)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
@@ -76,7 +94,10 @@ func NewReader(cfg Config) (*Reader, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reader{rd: rd, sink: cfg.Sink, clock: NewClock(), dedup: NewDedup(cfg.DedupWindow), log: log}, nil
+	return &Reader{
+		rd: rd, sinks: cfg.Sinks, streams: make([]streamCounters, len(cfg.Sinks)),
+		clock: NewClock(), dedup: NewDedup(cfg.DedupWindow), log: log,
+	}, nil
 }
 
 // Run reads until ctx is done, then delivers what is still in the ring
@@ -142,8 +163,9 @@ func (r *Reader) handle(raw, buf []byte) []byte {
 	vlanTCI := binary.NativeEndian.Uint16(raw[20:])
 	vlanProto := binary.NativeEndian.Uint16(raw[22:])
 	vlanPresent := raw[25] != 0
+	stream := int(raw[bpf.MetaStreamOffset])
 	data := raw[bpf.MetaSize:]
-	if capLen > len(data) || capLen < 14 && vlanPresent {
+	if capLen > len(data) || capLen < 14 && vlanPresent || stream >= len(r.sinks) {
 		r.malformed.Add(1)
 		return buf
 	}
@@ -166,9 +188,10 @@ func (r *Reader) handle(raw, buf []byte) []byte {
 		r.duplicates.Add(1)
 		return buf
 	}
-	r.packets.Add(1)
-	r.bytes.Add(uint64(origLen))
-	r.sink.WritePacket(pcapovertcp.CaptureInfo{
+	sc := &r.streams[stream]
+	sc.packets.Add(1)
+	sc.bytes.Add(uint64(origLen))
+	r.sinks[stream].WritePacket(pcapovertcp.CaptureInfo{
 		Timestamp:      at,
 		CaptureLength:  len(data),
 		Length:         origLen,
@@ -182,12 +205,18 @@ func (r *Reader) SetInterfaces(n int) { r.interfaces.Store(int32(n)) }
 
 // Stats returns the totals so far.
 func (r *Reader) Stats() Stats {
-	return Stats{
-		Packets:    r.packets.Load(),
-		Bytes:      r.bytes.Load(),
+	st := Stats{
 		Duplicates: r.duplicates.Load(),
 		Malformed:  r.malformed.Load(),
+		Streams:    make([]StreamStats, len(r.streams)),
 	}
+	for i := range r.streams {
+		s := StreamStats{Packets: r.streams[i].packets.Load(), Bytes: r.streams[i].bytes.Load()}
+		st.Streams[i] = s
+		st.Packets += s.Packets
+		st.Bytes += s.Bytes
+	}
+	return st
 }
 
 // Fill returns the bytes waiting in the ring buffer and its size.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pano-observability/pano/agent/bpf"
 	"github.com/pano-observability/pano/agent/filter"
 	"github.com/pano-observability/pano/agent/tracer"
 )
@@ -26,7 +27,8 @@ import (
 type Config struct {
 	EnablePCA      bool
 	Filter         []filter.Rule
-	ServerAddr     string // host:port of the PCAP-over-TCP listener
+	ServerAddr     string // host:port of the PCAP-over-TCP listener (of stream 0)
+	Streams        int    // PCAP-over-TCP streams, on consecutive ports from ServerAddr's
 	Allow          []netip.Prefix
 	MaxClients     int
 	ClientQueue    int
@@ -62,7 +64,7 @@ func settings() []setting {
 				c.ServerAddr = net.JoinHostPort(v, portOf(c.ServerAddr))
 				return nil
 			}},
-		{"pca-server-port", "PCA_SERVER_PORT", "57012", "PCAP-over-TCP server port",
+		{"pca-server-port", "PCA_SERVER_PORT", "57012", "PCAP-over-TCP server port (of stream 0; stream i listens on this port + i)",
 			func(c *Config, v string) error {
 				p, err := strconv.ParseUint(v, 10, 16)
 				if err != nil {
@@ -70,6 +72,18 @@ func settings() []setting {
 				}
 				host, _, _ := net.SplitHostPort(c.ServerAddr)
 				c.ServerAddr = net.JoinHostPort(host, strconv.FormatUint(p, 10))
+				return nil
+			}},
+		{"pca-streams", "PCA_STREAMS", "1",
+			"split the capture into N PCAP-over-TCP streams (1-64), one per Zeek worker: stream i is served on port PCA_SERVER_PORT+i " +
+				"(port 0: each on a port the system picks); a symmetric flow hash computed in the kernel puts both directions of a " +
+				"conversation, and every fragment of a datagram, in the same stream",
+			func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > MaxStreams {
+					return fmt.Errorf("want 1-%d", MaxStreams)
+				}
+				c.Streams = n
 				return nil
 			}},
 		{"pca-allow", "PCA_ALLOW", "", "comma-separated CIDRs of the clients allowed to connect (empty: any)",
@@ -161,7 +175,38 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 			return nil, fmt.Errorf("%s / -%s %q: %w", s.env, s.flag, *values[i], err)
 		}
 	}
+	if err := c.checkStreamPorts(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// MaxStreams is the most PCAP-over-TCP streams (the classifier's limit).
+const MaxStreams = bpf.MaxStreams
+
+// checkStreamPorts rejects a stream count that runs past the last port.
+func (c *Config) checkStreamPorts() error {
+	p, _ := strconv.Atoi(portOf(c.ServerAddr))
+	if p != 0 && p+c.Streams-1 > 65535 {
+		return fmt.Errorf("PCA_STREAMS=%d from PCA_SERVER_PORT=%d needs ports up to %d, past 65535: lower one of them", c.Streams, p, p+c.Streams-1)
+	}
+	return nil
+}
+
+// StreamAddrs are the listen addresses of the streams: consecutive
+// ports from ServerAddr's, or all port 0 (system-chosen) when it is 0.
+func (c *Config) StreamAddrs() []string {
+	host, port, _ := net.SplitHostPort(c.ServerAddr)
+	p, _ := strconv.Atoi(port)
+	addrs := make([]string, max(c.Streams, 1))
+	for i := range addrs {
+		q := p
+		if p != 0 {
+			q = p + i
+		}
+		addrs[i] = net.JoinHostPort(host, strconv.Itoa(q))
+	}
+	return addrs
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {

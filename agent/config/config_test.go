@@ -25,7 +25,8 @@ func TestDefaults(t *testing.T) {
 		c.MetricsAddr != "127.0.0.1:9103" || c.AttachMode != tracer.ModeAuto || c.SnapLen != 65535 ||
 		c.DedupWindow != 2*time.Millisecond || c.RingBufferSize != 16<<20 || c.ClientQueue != 8<<20 ||
 		c.MaxClients != 16 || c.LogLevel != slog.LevelInfo || len(c.Interfaces) != 0 ||
-		len(c.Exclude) != 1 || c.Exclude[0] != "lo" || c.Nanosecond {
+		len(c.Exclude) != 1 || c.Exclude[0] != "lo" || c.Nanosecond || c.Streams != 1 ||
+		strings.Join(c.StreamAddrs(), ",") != "127.0.0.1:57012" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -80,6 +81,9 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"SNAPLEN", "65536"},
 		{"DEDUP_WINDOW", "-1s"},
 		{"RING_BUFFER_SIZE", "16XB"},
+		{"PCA_STREAMS", "0"},
+		{"PCA_STREAMS", "65"},
+		{"PCA_STREAMS", "four"},
 	} {
 		_, err := Load(nil, env(map[string]string{tc.env: tc.val}), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.env) {
@@ -88,6 +92,30 @@ func TestErrorsNameTheSetting(t *testing.T) {
 	}
 	if _, err := Load([]string{"stray"}, env(nil), io.Discard); err == nil {
 		t.Error("a positional argument was accepted")
+	}
+}
+
+func TestStreams(t *testing.T) {
+	c, err := Load([]string{"-pca-streams=4"}, env(map[string]string{"PCA_SERVER_PORT": "57012", "PCA_SERVER_ADDR": "::1"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.StreamAddrs(), ","); c.Streams != 4 || got != "[::1]:57012,[::1]:57013,[::1]:57014,[::1]:57015" {
+		t.Errorf("4 streams from 57012: %d, %s", c.Streams, got)
+	}
+	c, err = Load(nil, env(map[string]string{"PCA_STREAMS": "3", "PCA_SERVER_PORT": "0"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.StreamAddrs(), ","); got != "127.0.0.1:0,127.0.0.1:0,127.0.0.1:0" {
+		t.Errorf("port 0: %s", got)
+	}
+	_, err = Load(nil, env(map[string]string{"PCA_STREAMS": "4", "PCA_SERVER_PORT": "65534"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "PCA_STREAMS") || !strings.Contains(err.Error(), "65535") {
+		t.Errorf("streams past port 65535: %v", err)
+	}
+	if _, err := Load(nil, env(map[string]string{"PCA_STREAMS": "2", "PCA_SERVER_PORT": "65534"}), io.Discard); err != nil {
+		t.Errorf("2 streams from 65534: %v", err)
 	}
 }
 
@@ -103,7 +131,7 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"ENABLE_PCA", "PCA_FILTER", "PCA_SERVER_PORT", "PCA_SERVER_ADDR", "INTERFACES", "EXCLUDE_INTERFACES",
-		"LOG_LEVEL", "METRICS_ADDR", "ATTACH_MODE", "SNAPLEN", "DEDUP_WINDOW", "RING_BUFFER_SIZE", "cap_add: [BPF, NET_ADMIN, PERFMON]"} {
+		"LOG_LEVEL", "METRICS_ADDR", "ATTACH_MODE", "SNAPLEN", "DEDUP_WINDOW", "RING_BUFFER_SIZE", "PCA_STREAMS", "PCA_SERVER_PORT+i", "cap_add: [BPF, NET_ADMIN, PERFMON]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not mention %s", want)
 		}

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"log/slog"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,13 +23,19 @@ const (
 	DropClientQueueFull = "client_queue_full" // a PCAP-over-TCP client fell behind (per client in pcap_over_tcp_client_packets_dropped_total)
 )
 
+// StreamLabel names the PCAP-over-TCP stream ("0".."N-1") on per-stream
+// series, the agent's and the pcap_over_tcp_* ones alike.
+const StreamLabel = "stream"
+
 // Sources are where the collector reads from.
 type Sources struct {
-	Kernel          func() (bpf.Counters, error)
-	Reader          func() capture.Stats
-	Fill            func() (used, size int)
-	Attached        func() []tracer.Interface
-	ClientQueueFull func() uint64
+	Kernel   func() (bpf.Counters, error)
+	Reader   func() capture.Stats
+	Fill     func() (used, size int)
+	Attached func() []tracer.Interface
+	// ClientQueueFull is, per stream, the packets lost because a client
+	// of that stream fell behind (summed over its clients).
+	ClientQueueFull func() []uint64
 	Logger          *slog.Logger
 }
 
@@ -36,7 +43,7 @@ type collector struct {
 	src Sources
 
 	seen, matched, captured, capturedBytes, duplicates, dropped *prometheus.Desc
-	ringUsed, ringSize, attached                                *prometheus.Desc
+	ringUsed, ringSize, attached, streams                       *prometheus.Desc
 }
 
 // NewCollector returns the agent's collector.
@@ -49,18 +56,20 @@ func NewCollector(src Sources) prometheus.Collector {
 		src:           src,
 		seen:          prometheus.NewDesc(name("packets_seen_total"), "Packets the in-kernel classifier examined on attached interfaces.", nil, nil),
 		matched:       prometheus.NewDesc(name("packets_matched_total"), "Packets that matched the filter in the kernel.", nil, nil),
-		captured:      prometheus.NewDesc(name("packets_captured_total"), "Packets delivered to the PCAP-over-TCP server.", nil, nil),
-		capturedBytes: prometheus.NewDesc(name("captured_bytes_total"), "Original (untruncated) bytes of the packets delivered to the PCAP-over-TCP server.", nil, nil),
+		captured:      prometheus.NewDesc(name("packets_captured_total"), "Packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
+		capturedBytes: prometheus.NewDesc(name("captured_bytes_total"), "Original (untruncated) bytes of the packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
 		duplicates:    prometheus.NewDesc(name("packets_deduplicated_total"), "Packets dropped as duplicates of one seen on another interface within the deduplication window.", nil, nil),
-		dropped:       prometheus.NewDesc(name("packets_dropped_total"), "Packets lost, by reason: ring_buffer_full (kernel to agent), client_queue_full (agent to a PCAP-over-TCP client, summed over clients).", []string{"reason"}, nil),
-		ringUsed:      prometheus.NewDesc(name("ring_buffer_used_bytes"), "Bytes waiting in the kernel-to-agent ring buffer.", nil, nil),
-		ringSize:      prometheus.NewDesc(name("ring_buffer_size_bytes"), "Size of the kernel-to-agent ring buffer.", nil, nil),
-		attached:      prometheus.NewDesc(name("interfaces_attached"), "Interfaces the classifier is attached to, by attach mode (tcx or tc).", []string{"mode"}, nil),
+		dropped: prometheus.NewDesc(name("packets_dropped_total"), "Packets lost, by reason: ring_buffer_full (kernel to agent), client_queue_full (agent to a PCAP-over-TCP client, summed over the stream's clients); "+
+			"by the stream they were meant for.", []string{"reason", StreamLabel}, nil),
+		ringUsed: prometheus.NewDesc(name("ring_buffer_used_bytes"), "Bytes waiting in the kernel-to-agent ring buffer.", nil, nil),
+		ringSize: prometheus.NewDesc(name("ring_buffer_size_bytes"), "Size of the kernel-to-agent ring buffer.", nil, nil),
+		attached: prometheus.NewDesc(name("interfaces_attached"), "Interfaces the classifier is attached to, by attach mode (tcx or tc).", []string{"mode"}, nil),
+		streams:  prometheus.NewDesc(name("streams"), "PCAP-over-TCP streams the capture is split into by flow hash.", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.seen, c.matched, c.captured, c.capturedBytes, c.duplicates, c.dropped, c.ringUsed, c.ringSize, c.attached} {
+	for _, d := range []*prometheus.Desc{c.seen, c.matched, c.captured, c.capturedBytes, c.duplicates, c.dropped, c.ringUsed, c.ringSize, c.attached, c.streams} {
 		ch <- d
 	}
 }
@@ -77,13 +86,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		counter(c.seen, k.Seen)
 		counter(c.matched, k.Matched)
-		counter(c.dropped, k.RingBufferFull, DropRingBufferFull)
+		for i, v := range k.StreamRingBufferFull {
+			counter(c.dropped, v, DropRingBufferFull, strconv.Itoa(i))
+		}
 	}
 	st := c.src.Reader()
-	counter(c.captured, st.Packets)
-	counter(c.capturedBytes, st.Bytes)
+	for i, s := range st.Streams {
+		counter(c.captured, s.Packets, strconv.Itoa(i))
+		counter(c.capturedBytes, s.Bytes, strconv.Itoa(i))
+	}
+	gauge(c.streams, float64(len(st.Streams)))
 	counter(c.duplicates, st.Duplicates)
-	counter(c.dropped, c.src.ClientQueueFull(), DropClientQueueFull)
+	for i, v := range c.src.ClientQueueFull() {
+		counter(c.dropped, v, DropClientQueueFull, strconv.Itoa(i))
+	}
 	used, size := c.src.Fill()
 	gauge(c.ringUsed, float64(used))
 	gauge(c.ringSize, float64(size))

@@ -67,6 +67,7 @@ func TestDNSLogThroughPipelineMatchesDashboard(t *testing.T) {
 
 	src.Append(t, a)
 	doneA := q.waitTotals(t, ta, shim)
+	q.checkMergedHistogram(t)
 	time.Sleep(6 * interval)
 	startB := time.Now()
 	src.Append(t, b)
@@ -375,6 +376,26 @@ func (q *querier) waitTotals(t *testing.T, tally *Tally, shim bool) time.Time {
 			t.Fatalf("records did not all arrive: %s", strings.Join(behind, "; "))
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// checkMergedHistogram: prometheus.yml's relabelling leaves one response
+// time histogram with 21 buckets (5 us .. 10 s, +Inf) per server and
+// nothing of its milliseconds twin.
+func (q *querier) checkMergedHistogram(t *testing.T) {
+	t.Helper()
+	v, err := q.instant(`count by (server) (pano_dns_response_time_seconds_bucket)`, time.Now())
+	if err != nil || len(v) != len(servers) {
+		t.Fatalf("response time histograms: %v %v", v, err)
+	}
+	for _, s := range v {
+		if int(s.Value) != len(ResponseTimeBuckets) {
+			t.Errorf("server %s: %v buckets, want %d", s.Metric["server"], s.Value, len(ResponseTimeBuckets))
+		}
+	}
+	v, err = q.instant(`{__name__=~"pano_dns_response_time_milliseconds.*"}`, time.Now())
+	if err != nil || len(v) != 0 {
+		t.Errorf("milliseconds histogram left in Prometheus: %v %v", v, err)
 	}
 }
 

@@ -139,13 +139,13 @@ func TestWholeChain(t *testing.T) {
 	prom.WaitTargetsUp(t, 3)
 
 	t.Run("steady", func(t *testing.T) {
-		runPhase(t, prom, steady, dur, ag)
+		runPhase(t, prom, steady, dur)
 	})
 	t.Run("one-percent-loss", func(t *testing.T) {
 		for _, s := range lossy {
 			dropOnePercent(t, s.ns)
 		}
-		rep := runPhase(t, prom, lossy, dur, ag)
+		rep := runPhase(t, prom, lossy, dur)
 		lost := 0
 		for _, r := range rep {
 			lost += r.Lost
@@ -182,7 +182,7 @@ func dropOnePercent(t *testing.T, ns *testenv.Netns) {
 
 // runPhase runs both dnsperf instances at once and compares their reports
 // with Prometheus.
-func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur time.Duration, ag *agent) []testenv.DNSPerfReport {
+func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur time.Duration) []testenv.DNSPerfReport {
 	t.Helper()
 	names := make([]string, len(servers))
 	for i, s := range servers {
@@ -193,26 +193,27 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 	ctx, cancel := context.WithTimeout(context.Background(), dur+2*time.Minute)
 	defer cancel()
 
-	// Watch for the first data point while the load runs.
-	first := make(chan time.Duration, 1)
-	t0 := time.Now()
-	go func() {
-		for time.Since(t0) < dur+time.Minute && ctx.Err() == nil {
-			if v, err := prom.QueryScalar(ctx, `sum(pano_dns_queries_total{`+sel+`})`); err == nil && v > 0 {
-				first <- time.Since(t0)
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		first <- -1
-	}()
-
 	// tcpdump on the same interfaces: the wire's own response times, the
 	// reference for the histogram (see wireRTT).
 	dumps := make([]*testenv.Tcpdump, len(servers))
 	for i, s := range servers {
 		dumps[i] = testenv.StartTcpdump(t, nil, s.ns.HostIf, "udp port 53")
 	}
+
+	// Watch for the first data point while the load runs: the time it
+	// became queryable, compared below with the first query on the wire.
+	first := make(chan time.Time, 1)
+	go func() {
+		t0 := time.Now()
+		for time.Since(t0) < dur+time.Minute && ctx.Err() == nil {
+			if v, err := prom.QueryScalar(ctx, `sum(pano_dns_queries_total{`+sel+`})`); err == nil && v > 0 {
+				first <- time.Now()
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		first <- time.Time{}
+	}()
 
 	reports := make([]testenv.DNSPerfReport, len(servers))
 	var wg sync.WaitGroup
@@ -272,7 +273,14 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 	// One more scrape: nothing must come after the totals are reached.
 	time.Sleep(6 * time.Second)
 
-	firstAfter := <-first
+	firstAt := <-first
+	var firstQuery time.Time
+	for _, w := range wire {
+		if firstQuery.IsZero() || w.first.Before(firstQuery) {
+			firstQuery = w.first
+		}
+	}
+	firstAfter := firstAt.Sub(firstQuery)
 	check := newChecker(t)
 	totalCompleted, totalLost, latencySum := 0, 0, 0.0
 	wantRcodes := map[string]int{}
@@ -300,7 +308,7 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 		sum := scalar(t, prom, ctx, fmt.Sprintf(`sum(pano_dns_response_time_seconds_sum{server="%s"})`, s))
 		check.exact(s+" response times observed", n, r.Completed)
 		check.exact(s+" queries on the wire (tcpdump)", float64(wire[i].queries), r.Completed+r.Lost)
-		check.within(s+" average response time vs wire (s)", sum/n, wire[i].avg, wireTolerance)
+		check.within(s+" average response time vs tcpdump+tshark (s)", sum/n, wire[i].avg, wireTolerance)
 		check.measure(s+" average response time vs dnsperf (s)", sum/n, r.AvgLatency.Seconds(), dnsperfTolerance)
 	}
 	byRcode := vectorBy(t, prom, ctx, `sum by (rcode) (pano_dns_queries_total{`+sel+`})`, "rcode")
@@ -313,8 +321,8 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 	sum := scalar(t, prom, ctx, `sum(pano_dns_response_time_seconds_sum{`+sel+`})`)
 	check.measure("all servers average response time vs dnsperf (s)", sum/n, latencySum/float64(totalCompleted), dnsperfTolerance)
 
-	if firstAfter < 0 {
-		t.Errorf("no data point in Prometheus during the run")
+	if firstAt.IsZero() || firstQuery.IsZero() {
+		t.Errorf("no data point in Prometheus during the run (first query on the wire at %v)", firstQuery)
 	} else if firstAfter > firstPointLimit {
 		t.Errorf("first data point queryable %v after the first query, want within %v", firstAfter, firstPointLimit)
 	}
@@ -327,19 +335,31 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 
 // wireStats are what tcpdump saw on one server's interface.
 type wireStats struct {
-	queries int     // DNS queries captured
-	avg     float64 // mean response time of the answered ones, seconds
+	queries int       // DNS queries captured
+	avg     float64   // mean response time of the answered ones, seconds
+	first   time.Time // the first packet
 }
 
 // wireRTT reads a tcpdump capture with tshark: queries, and the mean of
 // tshark's own request/response matching (dns.time).
 func wireRTT(t *testing.T, pcap string) wireStats {
 	t.Helper()
-	out := testenv.Tshark(t, "-n", "-r", pcap, "-T", "fields", "-e", "dns.flags.response", "-e", "dns.time")
+	out := testenv.Tshark(t, "-n", "-r", pcap, "-T", "fields", "-e", "frame.time_epoch", "-e", "dns.flags.response", "-e", "dns.time")
 	var w wireStats
 	n := 0
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		resp, tm, _ := strings.Cut(l, "\t")
+		f := strings.Split(l, "\t")
+		if len(f) != 3 {
+			t.Fatalf("tshark line %q", l)
+		}
+		if w.first.IsZero() {
+			sec, err := strconv.ParseFloat(f[0], 64)
+			if err != nil {
+				t.Fatalf("tshark frame time %q: %v", f[0], err)
+			}
+			w.first = time.Unix(0, int64(sec*1e9))
+		}
+		resp, tm := f[1], f[2]
 		switch {
 		case resp == "0":
 			w.queries++

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -145,7 +147,10 @@ func Convert(ctx context.Context, in io.Reader, out io.Writer, opts Options) (St
 	defer cancel()
 
 	cmd := exec.CommandContext(ctx, opts.Tshark, tsharkArgs(opts)...)
-	cmd.Stdin = in
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return st, fmt.Errorf("tshark stdin: %w", err)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -155,6 +160,17 @@ func Convert(ctx context.Context, in io.Reader, out io.Writer, opts Options) (St
 	if err := cmd.Start(); err != nil {
 		return st, fmt.Errorf("start %s: %w", opts.Tshark, err)
 	}
+	// The input ends when it is exhausted or closed under us (a stream
+	// whose connection the caller closed): either way tshark gets EOF.
+	inErr := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(stdin, in)
+		if errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) {
+			err = nil
+		}
+		stdin.Close()
+		inErr <- err
+	}()
 
 	var writeErr error
 	emit := func(r *Record) {
@@ -251,6 +267,7 @@ loop:
 	}
 	rerr := <-readErr
 	werr := cmd.Wait()
+	ierr := <-inErr
 	a.flush()
 	if writeErr != nil {
 		return st, writeErr
@@ -261,16 +278,24 @@ loop:
 	if werr != nil {
 		return st, fmt.Errorf("tshark: %w: %s", werr, lastLine(stderr.String()))
 	}
+	if ierr != nil {
+		return st, fmt.Errorf("read input: %w", ierr)
+	}
 	log.Info("dns.log stand-in done", "messages", st.Messages, "records", st.Records, "unanswered", st.Unanswered)
 	return st, nil
 }
 
+// lastLine is tshark's last complaint, without its notes about session
+// resets (-M) or running as root.
 func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l != "" && !strings.Contains(l, "resetting session") && !strings.HasPrefix(l, "Running as user") {
+			return l
+		}
 	}
-	return s
+	return strings.TrimSpace(s)
 }
 
 // ParseLine reads one line of tshark's field output (see fields) into a

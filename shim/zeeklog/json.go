@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxDepth bounds nesting so that a hostile line cannot exhaust the stack.
@@ -359,9 +360,10 @@ func isHex(b byte) bool {
 
 // decodeJSONString decodes a validated JSON string literal (with quotes).
 func decodeJSONString(lit []byte) string {
-	if len(lit) >= 2 && !containsByte(lit, '\\') {
+	if len(lit) >= 2 && !containsByte(lit, '\\') && utf8.Valid(lit) {
 		return string(lit[1 : len(lit)-1])
 	}
+	// Escapes or invalid UTF-8 (which decoders turn into U+FFFD).
 	var s string
 	if err := json.Unmarshal(lit, &s); err != nil {
 		return ""

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/pano-observability/pano/agent"
@@ -47,7 +48,11 @@ func main() {
 		log.Error("cannot start", "error", err)
 		os.Exit(1)
 	}
-	log.Info("capturing", "filter", filter.Format(cfg.Filter), "pcap_over_tcp", a.PCAPAddr().String(),
+	var streams []string
+	for _, addr := range a.PCAPAddrs() {
+		streams = append(streams, addr.String())
+	}
+	log.Info("capturing", "filter", filter.Format(cfg.Filter), "pcap_over_tcp", strings.Join(streams, ","),
 		"metrics", cfg.MetricsAddr, "attach_mode", cfg.AttachMode, "snaplen", cfg.SnapLen, "dedup_window", cfg.DedupWindow)
 	if err := a.Run(ctx); err != nil {
 		log.Error("stopped", "error", err)
