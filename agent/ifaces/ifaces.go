@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -94,7 +95,11 @@ func capturable(l netlink.Link) bool {
 
 // Watch sends an Added event for every selected interface that exists or
 // appears, and a removal when one goes away or stops being selected. It
-// returns when ctx is done, or on a netlink error.
+// returns when ctx is done, or when the netlink subscription ends (a
+// receive error). Errors the subscription survives (a message from a
+// user-space sender, an undecodable message) are logged, not fatal: any
+// process with CAP_NET_ADMIN can send to the link multicast group, and
+// one stray message must not stop the capture.
 func Watch(ctx context.Context, sel Selector, log *slog.Logger, events chan<- Event) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -102,14 +107,17 @@ func Watch(ctx context.Context, sel Selector, log *slog.Logger, events chan<- Ev
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
-	subErr := make(chan error, 1)
+	// The library calls back from its receive goroutine, then goes on
+	// reading, except after a receive error, when it closes updates.
+	var lastErr atomic.Pointer[error]
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
 		ListExisting: true,
 		ErrorCallback: func(err error) {
-			select {
-			case subErr <- err:
-			default:
+			if ctx.Err() != nil {
+				return // the socket closing as Watch returns
 			}
+			lastErr.Store(&err)
+			log.Warn("network interface subscription", "error", err)
 		},
 	})
 	if err != nil {
@@ -129,12 +137,13 @@ func Watch(ctx context.Context, sel Selector, log *slog.Logger, events chan<- Ev
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-subErr:
-			return fmt.Errorf("network interface subscription: %w", err)
 		case u, ok := <-updates:
 			if !ok {
 				if ctx.Err() != nil {
 					return nil
+				}
+				if e := lastErr.Load(); e != nil {
+					return fmt.Errorf("network interface subscription closed: %w", *e)
 				}
 				return errors.New("network interface subscription closed")
 			}

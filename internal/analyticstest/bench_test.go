@@ -3,6 +3,9 @@ package analyticstest
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/pano-observability/pano/internal/testenv"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
@@ -19,33 +23,62 @@ import (
 
 const (
 	benchRecords = 300_000
+	// benchNames is how many distinct query names the records carry: the
+	// size of a real dnsperf query list, which dnsperf replays in order.
+	benchNames = 10_000
 	// benchLimit bounds each configuration's run; a slower one is measured
 	// over what it processed by then.
 	benchLimit = 2 * time.Minute
 )
 
 // BenchmarkFlowlogsPipelineConfigs runs the same 300,000 dns.log records
-// from one Kafka topic through flowlogs-pipeline twice, in one run: with
-// PANO's configuration and with the original demo's (ported to the
-// current schema), and reports the records per second of each and their
-// ratio. Run it with -benchtime=1x; each configuration is measured once
-// (a new consumer group reads the whole topic).
+// from one Kafka topic through flowlogs-pipeline, in one run: with PANO's
+// configuration, with the original demo's (ported to the current schema)
+// and with a bare ingest, and reports the records per second of each and
+// PANO's ratio to the others. Run it with -benchtime=1x; each
+// configuration is measured once (a new consumer group reads the whole
+// topic).
+//
+// The query names cycle through a list of 10,000, as dnsperf replays its
+// query list: the original's query-name aggregate holds one group per name
+// and re-emits them all on every batch, so a handful of names would hide
+// its cost.
 //
 //	go test ./internal/analyticstest -run '^$' -bench FlowlogsPipelineConfigs -benchtime 1x
 func BenchmarkFlowlogsPipelineConfigs(b *testing.B) {
 	root := testenv.RepoRoot(b)
 	k := testenv.StartKafka(b)
 	k.CreateTopic(b, "dns", 1)
-	produceBench(b, k, NewGenerator(7).Random(benchRecords))
+	records := benchRecordSet()
+	tally := NewTally(records)
+	produceBench(b, k, records)
+	all, answered, timed := tally.Total, tally.Total-tally.ByRcode["unanswered"], len(tally.AllRTTs)
+	b.Logf("%d records, %d distinct query names, %d answered, %d with rtt", all, len(tally.ByName), answered, timed)
 
 	configs := []struct {
-		name, file, counter string
+		name, file string
+		// Every counter below must reach its count before the configuration
+		// has processed every record; progress is the least advanced one.
+		progress []benchCounter
 	}{
-		{"pano", "fl-pipeline-config/flowlogs-pipeline.yaml", "pano_dns_queries_total"},
-		{"original", "fl-pipeline-config/original-ported/flowlogs-pipeline.yaml", "pano_dns_orig_queries_by_server_total"},
+		{"pano", "fl-pipeline-config/flowlogs-pipeline.yaml", []benchCounter{
+			{family: "pano_dns_queries_total", want: all},
+			{family: "pano_dns_response_time_seconds", want: timed},
+			// Query names beyond the cap are not counted: follow the stage.
+			{family: "pano_flp_stage_duration_ms", stage: "encode_dns_names", want: all},
+		}},
+		// Five of its six branches end in a count of records; the sixth
+		// (rtt_avg, a gauge) shares their batches and their backpressure.
+		{"original", "fl-pipeline-config/original-ported/flowlogs-pipeline.yaml", []benchCounter{
+			{family: "pano_orig_dns_query_count", want: all},
+			{family: "pano_orig_dns_query_name", want: all},
+			{family: "pano_orig_dns_qtype_total", want: all},
+			{family: "pano_orig_dns_rcode_total", want: answered}, // skips unanswered records
+			{family: "pano_orig_dns_rtt_histogram", want: timed},
+		}},
 		// Kafka ingest, JSON decoding and one unlabelled counter: the most
 		// any configuration of this flowlogs-pipeline can do here.
-		{"ingest-floor", "", "pano_dns_queries_total"},
+		{"ingest-floor", "", []benchCounter{{family: "pano_dns_queries_total", want: all}}},
 	}
 	rates := map[string]float64{}
 	for _, c := range configs {
@@ -58,15 +91,43 @@ func BenchmarkFlowlogsPipelineConfigs(b *testing.B) {
 				}
 			}
 			flp := testenv.StartFLP(b, withGroupID(b, testenv.FLPConfigWithKafka(b, string(cfg), k.Bootstrap), "bench-"+c.name))
-			r := measureFLP(b, flp.MetricsURL, c.counter)
+			r := measureFLP(b, []string{flp.MetricsURL, flp.OpsMetricsURL}, c.progress)
 			rates[c.name] = r
 			b.ReportMetric(r, "records/s")
 		})
 	}
-	if rates["original"] > 0 {
-		b.Logf("records/s: pano %.0f, original %.0f (pano/original %.2fx), ingest floor %.0f (pano/floor %.2fx)",
-			rates["pano"], rates["original"], rates["pano"]/rates["original"], rates["ingest-floor"], rates["pano"]/rates["ingest-floor"])
+	if rates["original"] > 0 && rates["ingest-floor"] > 0 {
+		b.Logf("records/s: pano %.0f, original %.0f, ingest floor %.0f; pano/original %.1fx, pano/floor %.2fx",
+			rates["pano"], rates["original"], rates["ingest-floor"], rates["pano"]/rates["original"], rates["pano"]/rates["ingest-floor"])
 	}
+}
+
+// benchRecordSet is the benchmark's input: generated records whose query
+// names cycle through a dnsperf-sized query list, in order.
+func benchRecordSet() []Record {
+	records := NewGenerator(7).Random(benchRecords)
+	names := benchQueryNames(benchNames)
+	for i := range records {
+		records[i].Query = names[i%len(names)]
+	}
+	return records
+}
+
+// benchQueryNames returns n distinct names shaped like a query list's:
+// common host labels under many registered names, some one level deeper.
+func benchQueryNames(n int) []string {
+	hosts := []string{"www", "mail", "api", "cdn", "static", "img", "login", "m", "shop", "news", "ns1", "smtp", "app", "video", "assets", "auth"}
+	names := make([]string, n)
+	for i := range names {
+		site := fmt.Sprintf("site%05d", i/len(hosts))
+		switch h := hosts[i%len(hosts)]; {
+		case i%7 == 3:
+			names[i] = fmt.Sprintf("%s.eu-%d.%s.pano.test", h, i%5, site)
+		default:
+			names[i] = h + "." + site + ".pano.test"
+		}
+	}
+	return names
 }
 
 const ingestFloorConfig = `
@@ -152,64 +213,191 @@ func withGroupID(b *testing.B, configYAML, group string) string {
 	return string(out)
 }
 
-// measureFLP polls flowlogs-pipeline's metrics until counter (summed over
-// its series) counts every record or benchLimit passes, and returns the
-// records per second between the first counted record and the last poll.
-func measureFLP(b *testing.B, metricsURL, counter string) float64 {
+// benchCounter is a metric that counts records a configuration has
+// processed: the sum of a counter's series, or of a histogram's counts,
+// restricted to one pipeline stage if stage is set, of which want means
+// every record done.
+type benchCounter struct {
+	family, stage string
+	want          int
+}
+
+// measureFLP polls flowlogs-pipeline's metrics until every counter of
+// progress reaches its count or benchLimit passes, and returns the records
+// per second between the first poll that saw progress and the last poll.
+// Progress is the least advanced counter, as a share of benchRecords.
+func measureFLP(b *testing.B, urls []string, progress []benchCounter) float64 {
 	b.Helper()
 	var t0 time.Time
-	var c0, last float64
+	var p0 float64
 	deadline := time.Now().Add(benchLimit + 30*time.Second) // + consumer group join
 	for {
-		v, err := scrapeSum(metricsURL, counter)
+		fams, err := scrapeAll(urls)
 		now := time.Now()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if t0.IsZero() && v > 0 {
-			t0, c0 = now, v
+		p, lag := benchProgress(fams, progress)
+		if t0.IsZero() && p > 0 {
+			t0, p0 = now, p
 			deadline = now.Add(benchLimit)
 		}
-		last = v
-		if v >= benchRecords || now.After(deadline) {
+		if p >= benchRecords || now.After(deadline) {
 			if t0.IsZero() || now.Equal(t0) {
-				b.Fatalf("%s: nothing counted", counter)
+				b.Fatalf("nothing counted (%s)", lag)
 			}
-			r := (v - c0) / now.Sub(t0).Seconds()
-			b.Logf("%s: %.0f of %d records counted, %.0f records/s", counter, last, benchRecords, r)
+			r := (p - p0) / now.Sub(t0).Seconds()
+			b.Logf("%.0f of %d records processed in %v (least advanced: %s), %.0f records/s",
+				p, benchRecords, now.Sub(t0).Round(time.Millisecond), lag, r)
 			return r
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func scrapeSum(metricsURL, name string) (float64, error) {
+// benchProgress returns how many of benchRecords the least advanced
+// counter stands for, and that counter.
+func benchProgress(fams map[string]*dto.MetricFamily, progress []benchCounter) (float64, string) {
+	least, which := math.Inf(1), ""
+	for _, c := range progress {
+		v := 0.0
+		if mf, ok := fams[c.family]; ok {
+			for _, m := range mf.GetMetric() {
+				if c.stage != "" && !hasLabel(m, "stage", c.stage) {
+					continue
+				}
+				switch mf.GetType() {
+				case dto.MetricType_COUNTER:
+					v += m.GetCounter().GetValue()
+				case dto.MetricType_HISTOGRAM:
+					v += float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		share := math.Min(v/float64(c.want), 1) * benchRecords
+		if share < least {
+			least, which = share, fmt.Sprintf("%s %.0f of %d", c.name(), v, c.want)
+		}
+	}
+	return least, which
+}
+
+func (c benchCounter) name() string {
+	if c.stage == "" {
+		return c.family
+	}
+	return c.family + `{stage="` + c.stage + `"}`
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// scrapeAll reads every family from each distinct, non-empty URL.
+func scrapeAll(urls []string) (map[string]*dto.MetricFamily, error) {
+	out := map[string]*dto.MetricFamily{}
+	seen := map[string]bool{}
+	for _, u := range urls {
+		if u == "" || seen[u] {
+			continue
+		}
+		seen[u] = true
+		fams, err := scrape(u)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, fams)
+	}
+	return out, nil
+}
+
+func scrape(metricsURL string) (map[string]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", metricsURL, err)
+		return nil, fmt.Errorf("scrape %s: %w", metricsURL, err)
 	}
 	defer resp.Body.Close()
+	return parseExposition(resp.Body, metricsURL)
+}
+
+func parseExposition(r io.Reader, source string) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", metricsURL, err)
+		return nil, fmt.Errorf("scrape %s: %w", source, err)
 	}
-	mf, ok := fams[name]
-	if !ok {
-		return 0, nil // no record counted yet: the series appear with the first one
+	return fams, nil
+}
+
+func TestBenchQueryNames(t *testing.T) {
+	names := benchQueryNames(benchNames)
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			t.Fatalf("%s twice", n)
+		}
+		seen[n] = true
+		if len(n) > 253 || !strings.HasSuffix(n, ".pano.test") {
+			t.Fatalf("%q is not a name under pano.test", n)
+		}
 	}
-	sum := 0.0
-	for _, m := range mf.GetMetric() {
-		sum += m.GetCounter().GetValue()
+	records := benchRecordSet()
+	tally := NewTally(records)
+	if len(records) != benchRecords || len(tally.ByName) != benchNames {
+		t.Fatalf("%d records over %d names, want %d over %d", len(records), len(tally.ByName), benchRecords, benchNames)
 	}
-	if strings.HasSuffix(name, "_total") && mf.GetType().String() != "COUNTER" {
-		return 0, fmt.Errorf("%s is a %s", name, mf.GetType())
+	// dnsperf order: every name as often as every other.
+	for n, c := range tally.ByName {
+		if c != benchRecords/benchNames {
+			t.Fatalf("%s queried %d times, want %d", n, c, benchRecords/benchNames)
+		}
 	}
-	return sum, nil
+}
+
+func TestBenchProgress(t *testing.T) {
+	fams, err := parseExposition(strings.NewReader(`# TYPE q counter
+q{a="x"} 60
+q{a="y"} 40
+# TYPE h histogram
+h_bucket{le="+Inf"} 30
+h_sum 1
+h_count 30
+# TYPE d histogram
+d_bucket{stage="one",le="+Inf"} 200
+d_sum{stage="one"} 0
+d_count{stage="one"} 200
+d_bucket{stage="two",le="+Inf"} 5
+d_sum{stage="two"} 0
+d_count{stage="two"} 5
+`), "fixture")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		progress []benchCounter
+		want     float64
+		lag      string
+	}{
+		{[]benchCounter{{family: "q", want: 100}}, benchRecords, "q 100 of 100"},
+		{[]benchCounter{{family: "q", want: 200}, {family: "h", want: 60}}, benchRecords / 2, "q 100 of 200"},
+		{[]benchCounter{{family: "q", want: 100}, {family: "h", want: 120}}, benchRecords / 4, "h 30 of 120"},
+		{[]benchCounter{{family: "d", stage: "two", want: 10}, {family: "d", stage: "one", want: 200}}, benchRecords / 2, `d{stage="two"} 5 of 10`},
+		{[]benchCounter{{family: "q", want: 100}, {family: "absent", want: 1}}, 0, "absent 0 of 1"},
+	} {
+		got, lag := benchProgress(fams, c.progress)
+		if got != c.want || lag != c.lag {
+			t.Errorf("benchProgress(%v) = %v (%s), want %v (%s)", c.progress, got, lag, c.want, c.lag)
+		}
+	}
 }

@@ -34,14 +34,14 @@ const (
 // slightly different points of the kernel's path.
 const wireTolerance = 0.05
 
-// dnsperfTolerance is the issue's criterion for the histogram's average
-// against dnsperf's average latency. It is reported, not asserted: dnsperf
-// measures in user space, so its latency adds its own send and wake-up
-// time (about 35 us on an idle machine, hundreds of us on a busy one) to
-// the wire's response time, which for unbound across a veth is itself
-// 30-500 us. The pipeline measures the wire, as Zeek does; the wire check
-// above is the assertion. Against servers whose response time dominates
-// the client's overhead (real resolvers, milliseconds) the two agree.
+// dnsperfTolerance is the criterion for the histogram's average against
+// dnsperf's average latency. dnsperf measures in user space, so its
+// latency adds its own send and wake-up time (about 35 us on an idle
+// machine, hundreds of us on a busy one) to the wire's response time. For
+// unbound answering local data across a veth that response time is itself
+// 30-500 us, so there the comparison is only reported and the check
+// against tcpdump is the assertion; for servers with a resolver's response
+// time (the resolvers phase, milliseconds) it is asserted.
 const dnsperfTolerance = 0.2
 
 // firstPointLimit is the functional requirement: a data point queryable
@@ -106,8 +106,9 @@ func TestWholeChain(t *testing.T) {
 	// Servers first: unbound's readiness probes go out before the agent
 	// captures, so that everything captured is dnsperf's.
 	steady, lossy := serverPair(t), serverPair(t)
+	resolvers := []*server{newResolver(t, 0.2, qpsA, 3), newResolver(t, 0.4, qpsB, 4)}
 	var ifaces []string
-	for _, s := range append(append([]*server{}, steady...), lossy...) {
+	for _, s := range append(append(append([]*server{}, steady...), lossy...), resolvers...) {
 		ifaces = append(ifaces, s.ns.HostIf)
 	}
 
@@ -139,13 +140,20 @@ func TestWholeChain(t *testing.T) {
 	prom.WaitTargetsUp(t, 3)
 
 	t.Run("steady", func(t *testing.T) {
-		runPhase(t, prom, steady, dur)
+		runPhase(t, prom, steady, dur, ag, false)
+	})
+	// Servers with a resolver's response time (milliseconds): there the
+	// histogram's average must be within 20% of dnsperf's (the issue's
+	// criterion), which the fast servers above cannot show (see
+	// dnsperfTolerance).
+	t.Run("resolvers", func(t *testing.T) {
+		runPhase(t, prom, resolvers, dur, ag, true)
 	})
 	t.Run("one-percent-loss", func(t *testing.T) {
 		for _, s := range lossy {
 			dropOnePercent(t, s.ns)
 		}
-		rep := runPhase(t, prom, lossy, dur)
+		rep := runPhase(t, prom, lossy, dur, ag, false)
 		lost := 0
 		for _, r := range rep {
 			lost += r.Lost
@@ -182,7 +190,7 @@ func dropOnePercent(t *testing.T, ns *testenv.Netns) {
 
 // runPhase runs both dnsperf instances at once and compares their reports
 // with Prometheus.
-func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur time.Duration) []testenv.DNSPerfReport {
+func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur time.Duration, ag *agent, assertDNSPerfLatency bool) []testenv.DNSPerfReport {
 	t.Helper()
 	names := make([]string, len(servers))
 	for i, s := range servers {
@@ -234,6 +242,9 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 		t.FailNow()
 	}
 	loadDone := time.Now()
+	if ag.exited() {
+		t.Fatalf("the agent exited during the load: %s", ag.lastLog())
+	}
 	wire := make([]wireStats, len(servers))
 	for i, d := range dumps {
 		p, st := d.Stop(t)
@@ -309,7 +320,11 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 		check.exact(s+" response times observed", n, r.Completed)
 		check.exact(s+" queries on the wire (tcpdump)", float64(wire[i].queries), r.Completed+r.Lost)
 		check.within(s+" average response time vs tcpdump+tshark (s)", sum/n, wire[i].avg, wireTolerance)
-		check.measure(s+" average response time vs dnsperf (s)", sum/n, r.AvgLatency.Seconds(), dnsperfTolerance)
+		if assertDNSPerfLatency {
+			check.within(s+" average response time vs dnsperf (s)", sum/n, r.AvgLatency.Seconds(), dnsperfTolerance)
+		} else {
+			check.measure(s+" average response time vs dnsperf (s)", sum/n, r.AvgLatency.Seconds(), dnsperfTolerance)
+		}
 	}
 	byRcode := vectorBy(t, prom, ctx, `sum by (rcode) (pano_dns_queries_total{`+sel+`})`, "rcode")
 	for rc, n := range wantRcodes {
@@ -319,7 +334,11 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 	check.exact("all servers unanswered", byRcode["unanswered"], totalLost)
 	n := scalar(t, prom, ctx, `sum(pano_dns_response_time_seconds_count{`+sel+`})`)
 	sum := scalar(t, prom, ctx, `sum(pano_dns_response_time_seconds_sum{`+sel+`})`)
-	check.measure("all servers average response time vs dnsperf (s)", sum/n, latencySum/float64(totalCompleted), dnsperfTolerance)
+	if assertDNSPerfLatency {
+		check.within("all servers average response time vs dnsperf (s)", sum/n, latencySum/float64(totalCompleted), dnsperfTolerance)
+	} else {
+		check.measure("all servers average response time vs dnsperf (s)", sum/n, latencySum/float64(totalCompleted), dnsperfTolerance)
+	}
 
 	if firstAt.IsZero() || firstQuery.IsZero() {
 		t.Errorf("no data point in Prometheus during the run (first query on the wire at %v)", firstQuery)

@@ -93,6 +93,13 @@ func (p *proc) stop() {
 	}
 }
 
+// lastLog is the last line the program wrote.
+func (p *proc) lastLog() string {
+	b, _ := os.ReadFile(p.log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
 func (p *proc) exited() bool {
 	select {
 	case <-p.done:

@@ -251,6 +251,20 @@ func TestBrokerOutage(t *testing.T) {
 	k.Stop(t)
 	stopped := time.Now()
 	writeN(n/4, n/2) // written while the broker is away
+	// Waiting, not hoarding: the records held for Kafka stay under the
+	// cap while the file grows.
+	maxInFlight := 0.0
+	for time.Since(stopped) < 19*time.Second {
+		maxInFlight = max(maxInFlight, p.metric(t, "pano_shim_in_flight_records"))
+		time.Sleep(250 * time.Millisecond)
+	}
+	if maxInFlight > 5000 {
+		t.Fatalf("%v records in flight during the outage, cap 5000", maxInFlight)
+	}
+	if behind := p.metric(t, "pano_shim_bytes_behind"); behind <= 0 {
+		t.Fatalf("bytes_behind %v during the outage", behind)
+	}
+	t.Logf("during the outage: at most %v records in flight (cap 5000)", maxInFlight)
 	time.Sleep(20*time.Second - time.Since(stopped))
 	k.Start(t)
 	writeN(n/2, n)
@@ -314,10 +328,16 @@ func TestRotationTruncation(t *testing.T) {
 	}
 	appendFile(t, log, []byte(tsvHeader("2026-11-26-02-00-04")))
 	write(2000)
+	// SIGTERM while lines are still in flight: they are flushed and the
+	// position saved.
 	p.stop(t)
 	p = startShim(t, log, k.Bootstrap, state, "-topic-prefix", "rt-")
 	write(2000)
 	waitRecords(t, k.Bootstrap, "rt-dns", int64(next), 2*time.Minute)
+	// SIGTERM saved the final position: the new run had nothing to skip.
+	if l := p.logLines("records_already_in_kafka="); len(l) != 1 || !strings.Contains(l[0], "records_already_in_kafka=0 ") {
+		t.Fatalf("after SIGTERM the position was not final: %v", l)
+	}
 	p.stop(t)
 	exactlyOnce(t, k.Bootstrap, "rt-dns", next)
 }
