@@ -27,6 +27,9 @@ func TestOriginalPortKeepsTheOriginalShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !root.MetricsSettings.SuppressDefaultMetrics {
+		t.Errorf("metricsSettings.suppressDefaultMetrics (the original's suppressGoMetrics) is off")
+	}
 	var graph []string
 	for _, s := range root.Pipeline {
 		graph = append(graph, s.Name+"<-"+s.Follows)

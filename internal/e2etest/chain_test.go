@@ -234,6 +234,11 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 				// Each lost query holds one of these for the timeout: 1,000
 				// keeps the rate steady at 1-2% loss (dnsperf's default, 100, does not).
 				Outstanding: 1000,
+				// 4 MiB socket buffers: on a busy machine dnsperf is
+				// descheduled long enough for responses to overflow the
+				// default buffer; it then counts as lost queries whose
+				// answers were on the wire (and in the capture).
+				ExtraArgs: []string{"-b", "4096"},
 			})
 		}()
 	}

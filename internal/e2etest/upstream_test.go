@@ -20,7 +20,7 @@ import (
 // per query, as a recursive resolver's cache misses do.
 const (
 	resolverZone  = "slow.test."
-	upstreamDelay = 5 * time.Millisecond
+	upstreamDelay = 20 * time.Millisecond
 	upstreamPort  = 5300
 )
 

@@ -112,6 +112,10 @@ const (
 // aggregator separates the values of a field that occurs more than once.
 const aggregator = "\x1f"
 
+// tsharkArgs: -l flushes every packet's line at once (a live stream);
+// -M resets tshark's session every 100,000 packets, since it otherwise keeps
+// state for every frame of an endless stream (DNS over UDP needs none
+// across packets).
 func tsharkArgs(opts Options) []string {
 	args := []string{"-n", "-l", "-r", "-", "-Y", "dns", "-M", "100000",
 		"-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",

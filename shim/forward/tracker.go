@@ -8,6 +8,7 @@ import (
 
 	"github.com/pano-observability/pano/shim/follow"
 	"github.com/pano-observability/pano/shim/position"
+	"github.com/pano-observability/pano/shim/produce"
 )
 
 // entry is one line between reading and Kafka's acknowledgement. It is
@@ -24,8 +25,13 @@ type entry struct {
 	partition int32
 	offset    int64
 
-	msg sarama.ProducerMessage
-	hdr [1]sarama.RecordHeader
+	// The message and what it points to live in the entry: one
+	// allocation per record instead of five.
+	msg    sarama.ProducerMessage
+	hdr    [1]sarama.RecordHeader
+	key    sarama.StringEncoder
+	value  sarama.ByteEncoder
+	origin [produce.OriginLen]byte
 }
 
 // Acked implements produce.Acker.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 )
@@ -25,8 +26,14 @@ type Acker interface {
 type Producer struct {
 	subs    []sarama.AsyncProducer
 	clients []sarama.Client
-	sem     chan struct{}
 	wg      sync.WaitGroup
+
+	// A counting semaphore of atomics: a channel operation per record on
+	// each side costs more, and a sender rarely has to wait.
+	inFlight    atomic.Int64
+	maxInFlight int64
+	waiters     atomic.Int32  // senders waiting for room
+	room        chan struct{} // wakes one of them
 
 	errOnce sync.Once
 	failed  chan struct{}
@@ -40,7 +47,7 @@ func NewProducer(brokers []string, cfg *sarama.Config, n, maxInFlight int) (*Pro
 		maxInFlight = 50000
 	}
 	n = max(n, 1)
-	p := &Producer{sem: make(chan struct{}, maxInFlight), failed: make(chan struct{})}
+	p := &Producer{maxInFlight: int64(maxInFlight), room: make(chan struct{}, 1), failed: make(chan struct{})}
 	for i := 0; i < n; i++ {
 		c, err := sarama.NewClient(brokers, cfg)
 		if err != nil {
@@ -81,7 +88,7 @@ func (p *Producer) deliveries(ap sarama.AsyncProducer) {
 				succ = nil
 				continue
 			}
-			<-p.sem
+			p.release()
 			if a, ok := m.Metadata.(Acker); ok {
 				a.Acked(m.Partition, m.Offset)
 			}
@@ -90,7 +97,7 @@ func (p *Producer) deliveries(ap sarama.AsyncProducer) {
 				errs = nil
 				continue
 			}
-			<-p.sem
+			p.release()
 			// The record stays unacknowledged, so its position is never
 			// saved; the caller starts a new session that resends it.
 			p.errOnce.Do(func() {
@@ -116,22 +123,57 @@ func (p *Producer) Err() error {
 }
 
 // InFlight is the number of messages sent and not yet acknowledged.
-func (p *Producer) InFlight() int { return len(p.sem) }
+func (p *Producer) InFlight() int { return int(p.inFlight.Load()) }
 
-// Send hands msg, whose Partition is set, to the producer of its
-// partition, waiting while MaxInFlight messages are unacknowledged.
-func (p *Producer) Send(ctx context.Context, msg *sarama.ProducerMessage) error {
-	// Fast paths first: a non-blocking send costs far less than a select.
-	select {
-	case p.sem <- struct{}{}:
-	default:
+// acquire takes a place among the MaxInFlight, waiting for one.
+func (p *Producer) acquire(ctx context.Context) error {
+	if p.inFlight.Add(1) <= p.maxInFlight {
+		return nil
+	}
+	p.inFlight.Add(-1)
+	// Say that a sender waits, then look again: a release either
+	// happened before (room now) or sees the count and wakes a waiter.
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	for {
+		if p.inFlight.Add(1) <= p.maxInFlight {
+			// Pass the wake-up on if room is left for another waiter.
+			if p.waiters.Load() > 1 && p.inFlight.Load() < p.maxInFlight {
+				p.wake()
+			}
+			return nil
+		}
+		p.inFlight.Add(-1)
 		select {
-		case p.sem <- struct{}{}:
+		case <-p.room:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-p.failed:
 			return p.err
 		}
+	}
+}
+
+// release gives back a place and wakes a waiting sender.
+func (p *Producer) release() {
+	p.inFlight.Add(-1)
+	if p.waiters.Load() > 0 {
+		p.wake()
+	}
+}
+
+func (p *Producer) wake() {
+	select {
+	case p.room <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// Send hands msg, whose Partition is set, to the producer of its
+// partition, waiting while MaxInFlight messages are unacknowledged.
+func (p *Producer) Send(ctx context.Context, msg *sarama.ProducerMessage) error {
+	if err := p.acquire(ctx); err != nil {
+		return err
 	}
 	in := p.subs[int(msg.Partition)%len(p.subs)].Input()
 	select {
@@ -143,10 +185,10 @@ func (p *Producer) Send(ctx context.Context, msg *sarama.ProducerMessage) error 
 	case in <- msg:
 		return nil
 	case <-ctx.Done():
-		<-p.sem
+		p.release()
 		return ctx.Err()
 	case <-p.failed:
-		<-p.sem
+		p.release()
 		return p.err
 	}
 }

@@ -25,18 +25,26 @@ type Origin struct {
 	Hash   uint32
 }
 
+// OriginLen is the length of an encoded Origin.
+const OriginLen = 20
+
 // Encode returns the header value.
 func (o Origin) Encode() []byte {
-	b := make([]byte, 20)
+	b := make([]byte, OriginLen)
+	o.Put(b)
+	return b
+}
+
+// Put writes the header value into b, which holds OriginLen bytes.
+func (o Origin) Put(b []byte) {
 	binary.BigEndian.PutUint64(b, o.Source)
 	binary.BigEndian.PutUint64(b[8:], uint64(o.End))
-	binary.BigEndian.PutUint32(b[16:], o.Hash)
-	return b
+	binary.BigEndian.PutUint32(b[16:OriginLen], o.Hash)
 }
 
 // DecodeOrigin parses a header value.
 func DecodeOrigin(b []byte) (Origin, bool) {
-	if len(b) != 20 {
+	if len(b) != OriginLen {
 		return Origin{}, false
 	}
 	return Origin{Source: binary.BigEndian.Uint64(b), End: int64(binary.BigEndian.Uint64(b[8:])),

@@ -99,25 +99,42 @@ func (c *jsonConv) object(prefix []byte, depth int) error {
 			}
 		} else {
 			vstart := c.i
-			if err := c.skipValue(depth + 1); err != nil {
-				return err
+			// Strings and numbers, nearly every value, skip the
+			// general case.
+			switch b := c.src[c.i]; {
+			case b == '"':
+				if _, err := c.skipString(); err != nil {
+					return err
+				}
+			case b >= '0' && b <= '9' || b == '-':
+				n := scanNumber(c.src[c.i:])
+				if n == 0 {
+					return c.syntax("bad number")
+				}
+				c.i += n
+			default:
+				if err := c.skipValue(depth + 1); err != nil {
+					return err
+				}
 			}
 			val := c.src[vstart:c.i]
 			if depth == 1 && len(prefix) == 0 && string(key) == "uid" && val[0] == '"' {
 				c.uid = decodeJSONString(val)
 			}
+			// Built in a local: one store of c.dst per member.
+			dst := c.dst
 			if !c.first {
-				c.dst = append(c.dst, ',')
+				dst = append(dst, ',')
 			}
 			c.first = false
-			c.dst = append(c.dst, '"')
+			dst = append(dst, '"')
 			if len(prefix) == 0 && !escaped {
-				c.dst = c.appendRenamed(c.dst, key)
+				dst = c.appendRenamed(dst, key)
 			} else {
-				c.dst = append(c.dst, c.memberName(prefix, key, escaped)...)
+				dst = append(dst, c.memberName(prefix, key, escaped)...)
 			}
-			c.dst = append(c.dst, '"', ':')
-			c.dst = append(c.dst, val...)
+			dst = append(dst, '"', ':')
+			c.dst = append(dst, val...)
 		}
 		c.ws()
 		if c.i >= len(c.src) {
@@ -158,6 +175,17 @@ func (c *jsonConv) appendRenamed(dst, key []byte) []byte {
 	if c.repl == "." {
 		return append(dst, key...)
 	}
+	if len(c.repl) == 1 {
+		// Names are short: copy, then replace in place.
+		n := len(dst)
+		dst = append(dst, key...)
+		for j := n; j < len(dst); j++ {
+			if dst[j] == '.' {
+				dst[j] = c.repl[0]
+			}
+		}
+		return dst
+	}
 	for {
 		i := bytes.IndexByte(key, '.')
 		if i < 0 {
@@ -174,7 +202,16 @@ func (c *jsonConv) appendRenamed(dst, key []byte) []byte {
 func (c *jsonConv) skipString() (escaped bool, err error) {
 	c.i++ // opening quote
 	for c.i < len(c.src) {
-		b := c.src[c.i]
+		// Skip plain bytes in a tight loop; only the few that end or
+		// escape a string need a closer look.
+		i, src := c.i, c.src
+		for i < len(src) && !stringStop[src[i]] {
+			i++
+		}
+		if c.i = i; i >= len(src) {
+			break
+		}
+		b := src[i]
 		switch {
 		case b == '"':
 			c.i++
@@ -353,6 +390,16 @@ func scanNumber(b []byte) int {
 	}
 	return i
 }
+
+// stringStop marks the bytes that end a run of plain string content:
+// the closing quote, a backslash, and control characters (an error).
+var stringStop = func() (t [256]bool) {
+	for b := 0; b < 0x20; b++ {
+		t[b] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func isHex(b byte) bool {
 	return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F')
