@@ -37,9 +37,9 @@ const (
 // from one Kafka topic through flowlogs-pipeline, in one run: with PANO's
 // configuration, with the original demo's (ported to the current schema)
 // and with a bare ingest, and reports the records per second and per
-// CPU-second of each, and PANO's ratios to the others. Run it with -benchtime=1x; each
-// configuration is measured once (a new consumer group reads the whole
-// topic).
+// CPU-second of each, and PANO's ratios to the others. Run it with
+// -benchtime=1x; each configuration is measured once (a new consumer group
+// reads the whole topic).
 //
 // The query names cycle through a list of 10,000, as dnsperf replays its
 // query list: the original's query-name aggregate holds one group per name

@@ -37,6 +37,7 @@ type logRun struct {
 	seen   map[produce.Origin]struct{} // already in Kafka (sent before a crash)
 
 	values     slab    // message values are carved out of it
+	grow       int     // how much longer than its line the last value was
 	entries    []entry // unused entries, allocated in blocks
 	partitions int32   // of topic, when the session started
 	keyless    int32   // spreads records without uid
@@ -147,7 +148,7 @@ func (lr *logRun) run(ctx context.Context) error {
 			lr.track.skip(line.File, line.End, lr.headerIfReset(line))
 			continue
 		}
-		value, uid, typ, err := lr.parser.Parse(lr.values.next(len(line.Data)+len(line.Data)/8+16), line.Data)
+		value, uid, typ, err := lr.parser.Parse(lr.values.next(len(line.Data)+lr.grow+64), line.Data)
 		if v := lr.parser.HeaderVersion(); v != version || line.Reset {
 			version = v
 			header = lr.parser.HeaderLines()
@@ -191,6 +192,10 @@ func (lr *logRun) run(ctx context.Context) error {
 		origin.Put(e.origin[:])
 		e.hdr[0] = sarama.RecordHeader{Key: originKey, Value: e.origin[:]}
 		e.value = lr.values.keep(value)
+		// A TSV record grows by its field names (JSON stays the same
+		// size): ask for that much room next time, so that the value
+		// is written once instead of copied as it outgrows its buffer.
+		lr.grow = max(len(value)-len(line.Data), 0)
 		e.msg = sarama.ProducerMessage{Topic: lr.topic, Value: &e.value, Headers: e.hdr[:], Metadata: e}
 		msg := &e.msg
 		if uid != "" {

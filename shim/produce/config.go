@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -98,9 +97,6 @@ func SaramaConfig(c Config) (*sarama.Config, error) {
 		return min(base<<min(retries, 10), 10*base)
 	}
 	sc.ChannelBufferSize = 1024
-	if v, err := strconv.Atoi(os.Getenv("XXX_CBS")); err == nil { // TEMP experiment
-		sc.ChannelBufferSize = v
-	}
 	// Reading back after a restart stops at the end of each partition:
 	// do not let the broker hold an empty fetch for long.
 	sc.Consumer.MaxWaitTime = 50 * time.Millisecond

@@ -24,8 +24,8 @@ import (
 // as kcat; the shim with lz4 (its default) is reported beside it. Run it
 // with -benchtime=1x; the line count can be lowered with PANO_BENCH_LINES,
 // the topics' partitions (3) set with PANO_BENCH_PARTITIONS;
-// PANO_BENCH_SHIM_ARGS adds flags to both shim runs ("{c}" in them stands
-// for the compression).
+// PANO_BENCH_SHIM_ARGS adds flags to the shim runs ("{f}" and "{c}" in
+// them stand for the format and the compression).
 //
 //	go test -run '^$' -bench VsKcat -benchtime=1x ./shim/cmd/pano-shim/
 func BenchmarkVsKcat(b *testing.B) {
@@ -69,7 +69,7 @@ func BenchmarkVsKcat(b *testing.B) {
 				for _, compression := range []string{"none", "lz4"} {
 					st := "xshim-" + compression + "-" + format + strconv.Itoa(i)
 					k.CreateTopic(b, st, parts)
-					sd, scpu := benchShim(b, log, k.Bootstrap, st, n, compression)
+					sd, scpu := benchShim(b, log, k.Bootstrap, st, n, format, compression)
 					b.Logf("%s, %d lines: shim (%s) %v (%.0f records/s, %.2f µs CPU/record)", format, n, compression,
 						sd.Round(time.Millisecond), float64(n)/sd.Seconds(), scpu.Seconds()*1e6/float64(n))
 					if compression == "none" {
@@ -95,11 +95,11 @@ func BenchmarkVsKcat(b *testing.B) {
 
 // benchShim runs the shim on log until topic holds n records and returns
 // the time it took and the CPU the shim used.
-func benchShim(b *testing.B, log, brokers, topic string, n int, compression string) (time.Duration, time.Duration) {
+func benchShim(b *testing.B, log, brokers, topic string, n int, format, compression string) (time.Duration, time.Duration) {
 	start := time.Now()
-	// "{c}" in the extra flags stands for the compression (for example
-	// "-cpuprofile /tmp/shim-{c}.prof").
-	extra := strings.ReplaceAll(os.Getenv("PANO_BENCH_SHIM_ARGS"), "{c}", compression)
+	// "{f}" and "{c}" in the extra flags stand for the format and the
+	// compression (for example "-cpuprofile /tmp/shim-{f}-{c}.prof").
+	extra := strings.NewReplacer("{f}", format, "{c}", compression).Replace(os.Getenv("PANO_BENCH_SHIM_ARGS"))
 	args := append([]string{"-topic", topic, "-log-level", "info", "-compression", compression}, strings.Fields(extra)...)
 	p := startShim(b, log, brokers, b.TempDir(), args...)
 	waitEnd(b, brokers, topic, int64(n), 5*time.Minute)

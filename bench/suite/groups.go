@@ -1,0 +1,237 @@
+package suite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pano-observability/pano/bench/gobench"
+	"github.com/pano-observability/pano/bench/results"
+)
+
+// Group is what one -only name selects: one benchmark run, several rows.
+type Group struct {
+	Key   string
+	About string
+	Run   func(ctx context.Context, r *Runner) ([]results.Row, results.Method)
+}
+
+// Groups lists every group in the order they run: the lighter first, so
+// that a quick look at the table does not wait for the heavy ones.
+func Groups() []Group {
+	return []Group{
+		benchGroup("pcap", "PCAP-over-TCP server fan-out and stream readers", pcapBench, pcapRows),
+		benchGroup("capture", "eBPF agent vs tcpdump on the same DNS traffic (root)", captureBench, captureRows),
+		benchGroup("shim", "pano-shim vs kcat, dns.log into Kafka", shimBench, shimRows),
+		benchGroup("flp", "flowlogs-pipeline, PANO's configuration vs the ported original", flpBench, flpRows),
+		{Key: "chain", About: "the whole chain's highest sustained queries/s with nothing lost (root)", Run: runChain},
+	}
+}
+
+// ref names one metric: the benchmark that reports it and its unit.
+type ref struct{ bench, unit string }
+
+// note is a metric shown in the notes column as "label value".
+type note struct {
+	label string
+	ref
+	unitText string // shown after the value; the unit itself when ""
+}
+
+// comparison is one row: ours against the peer (no peer: peer.bench "").
+type comparison struct {
+	name   string
+	ours   ref
+	peer   ref
+	better string // "higher" or "lower"
+	notes  []note
+	show   string // unit shown after the values; the metric's unit when ""
+}
+
+func (c comparison) row(rep *gobench.Report, runErr error) results.Row {
+	row := results.Row{Name: c.name}
+	show := func(v float64, unit string) string {
+		if c.show != "" {
+			unit = c.show
+		}
+		return results.Value(v, unit)
+	}
+	ours, err := rep.Value(c.ours.bench, c.ours.unit)
+	if err != nil {
+		row.Err = rowErr(err, runErr)
+		return row
+	}
+	row.Ours = show(ours, c.ours.unit)
+	notes := []string{c.better + " is better"}
+	if c.peer.bench != "" {
+		peer, err := rep.Value(c.peer.bench, c.peer.unit)
+		if err != nil {
+			row.Err = rowErr(err, runErr)
+			return row
+		}
+		row.Peer = show(peer, c.peer.unit)
+		row.Ratio = results.Ratio(ours, peer)
+	}
+	for _, n := range c.notes {
+		v, err := rep.Value(n.bench, n.unit)
+		unit := n.unit
+		if n.unitText != "" {
+			unit = n.unitText
+		}
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s: not reported (%s)", n.label, n.unit))
+			continue
+		}
+		notes = append(notes, n.label+" "+results.Value(v, unit))
+	}
+	row.Notes = strings.Join(notes, "; ")
+	return row
+}
+
+// rowErr prefers the run's own failure (build error, panic, timeout) when
+// the benchmark printed nothing at all.
+func rowErr(valueErr, runErr error) error {
+	if runErr != nil && errors.Is(valueErr, gobench.ErrNoResult) {
+		return runErr
+	}
+	return valueErr
+}
+
+func benchGroup(key, about string, bench func(quick bool) GoBench, rows []comparison) Group {
+	return Group{Key: key, About: about, Run: func(ctx context.Context, r *Runner) ([]results.Row, results.Method) {
+		g := bench(r.Quick)
+		rep, err := r.Run(ctx, g)
+		out := make([]results.Row, 0, len(rows))
+		for _, c := range rows {
+			out = append(out, c.row(rep, err))
+		}
+		return out, results.Method{Rows: key, Command: g.Command()}
+	}}
+}
+
+// capture: agent/bench_test.go. Bounded by the benchmark itself (about
+// a minute); -quick does not shorten it.
+func captureBench(bool) GoBench {
+	return GoBench{Pkg: "./agent/", Bench: "^BenchmarkCapture$", Benchtime: "1x", Timeout: 10 * time.Minute}
+}
+
+var captureRows = func() []comparison {
+	var rows []comparison
+	for _, sink := range []struct{ key, text string }{{"file", "a file"}, {"tcp", "a TCP socket"}} {
+		rows = append(rows, comparison{
+			name:   "capture CPU per packet: agent vs tcpdump writing " + sink.text,
+			ours:   ref{"BenchmarkCapture", "agent-cpu-s/Mpkt-" + sink.key},
+			peer:   ref{"BenchmarkCapture", "tcpdump-cpu-s/Mpkt-" + sink.key},
+			better: "lower",
+			show:   "CPU-s/M packets",
+			notes: []note{
+				{label: "dropped: agent", ref: ref{"BenchmarkCapture", "agent-drops-" + sink.key}, unitText: "packets"},
+				{label: "tcpdump", ref: ref{"BenchmarkCapture", "tcpdump-drops-" + sink.key}, unitText: "packets"},
+			},
+		})
+	}
+	return append(rows, comparison{
+		name:   "capture ceiling: agent alone, UDP flood, under 0.1% lost",
+		ours:   ref{"BenchmarkCapture", "agent-ceiling-pkt/s"},
+		better: "higher",
+		show:   "packets/s",
+		notes:  []note{},
+	})
+}()
+
+// pcap: pcap-over-tcp/bench_test.go.
+func pcapBench(quick bool) GoBench {
+	g := GoBench{Pkg: "./pcap-over-tcp/", Bench: "^(BenchmarkServer|BenchmarkConsumer)$", Benchtime: "1s", Timeout: 5 * time.Minute}
+	if quick {
+		g.Benchtime = "50000x"
+	}
+	return g
+}
+
+var pcapRows = []comparison{
+	{
+		name:   "PCAP-over-TCP fan-out: per client with 4 clients vs with 1",
+		ours:   ref{"BenchmarkServer/clients=4", "records/s/client"},
+		peer:   ref{"BenchmarkServer/clients=1", "records/s/client"},
+		better: "higher",
+		show:   "records/s",
+		notes: []note{
+			{label: "total out: 4 clients", ref: ref{"BenchmarkServer/clients=4", "MB/s-total"}, unitText: "MB/s"},
+			{label: "1 client", ref: ref{"BenchmarkServer/clients=1", "MB/s-total"}, unitText: "MB/s"},
+		},
+	},
+	{
+		name:   "PCAP-over-TCP stream consumer: our Reader vs tcpdump -r -",
+		ours:   ref{"BenchmarkConsumer/reader", "records/s"},
+		peer:   ref{"BenchmarkConsumer/tcpdump", "records/s"},
+		better: "higher",
+	},
+	{
+		name:   "PCAP-over-TCP stream consumer: our Reader vs gopacket pcapgo",
+		ours:   ref{"BenchmarkConsumer/reader", "records/s"},
+		peer:   ref{"BenchmarkConsumer/pcapgo", "records/s"},
+		better: "higher",
+	},
+}
+
+// shim: shim/cmd/pano-shim/bench_test.go; 1,000,000 dns.log lines per
+// format (100,000 with -quick).
+func shimBench(quick bool) GoBench {
+	g := GoBench{Pkg: "./shim/cmd/pano-shim/", Bench: "^BenchmarkVsKcat$", Benchtime: "1x", Timeout: 20 * time.Minute}
+	if quick {
+		g.Env = []string{"PANO_BENCH_LINES=100000"}
+		g.Timeout = 8 * time.Minute
+	}
+	return g
+}
+
+var shimRows = func() []comparison {
+	var rows []comparison
+	for _, f := range []struct{ key, text string }{{"json", "JSON"}, {"tsv", "TSV"}} {
+		b := "BenchmarkVsKcat/" + f.key
+		rows = append(rows, comparison{
+			name:   "shim vs kcat: " + f.text + " dns.log into Kafka, no compression",
+			ours:   ref{b, "shim_records/s"},
+			peer:   ref{b, "kcat_records/s"},
+			better: "higher",
+			show:   "records/s",
+			notes: []note{
+				{label: "CPU per record: shim", ref: ref{b, "shim_cpu_µs/record"}, unitText: "µs"},
+				{label: "kcat", ref: ref{b, "kcat_cpu_µs/record"}, unitText: "µs"},
+				{label: "shim with lz4 (its default)", ref: ref{b, "shim_lz4_records/s"}, unitText: "records/s"},
+			},
+		})
+	}
+	return rows
+}()
+
+// flp: internal/analyticstest/bench_test.go; 300,000 records through
+// each configuration.
+func flpBench(quick bool) GoBench {
+	g := GoBench{Pkg: "./internal/analyticstest/", Bench: "^BenchmarkFlowlogsPipelineConfigs$", Benchtime: "1x", Timeout: 20 * time.Minute}
+	_ = quick // the benchmark has no smaller input: each run is bounded by its own limit
+	return g
+}
+
+var flpRows = []comparison{
+	{
+		name:   "flowlogs-pipeline: PANO's configuration vs the ported original, records/s",
+		ours:   ref{"BenchmarkFlowlogsPipelineConfigs/pano", "records/s"},
+		peer:   ref{"BenchmarkFlowlogsPipelineConfigs/original", "records/s"},
+		better: "higher",
+		notes: []note{
+			{label: "ingest-only floor", ref: ref{"BenchmarkFlowlogsPipelineConfigs/ingest-floor", "records/s"}},
+		},
+	},
+	{
+		name:   "flowlogs-pipeline: PANO's configuration vs the ported original, per CPU-second",
+		ours:   ref{"BenchmarkFlowlogsPipelineConfigs/pano", "records/CPU-s"},
+		peer:   ref{"BenchmarkFlowlogsPipelineConfigs/original", "records/CPU-s"},
+		better: "higher",
+		notes: []note{
+			{label: "ingest-only floor", ref: ref{"BenchmarkFlowlogsPipelineConfigs/ingest-floor", "records/CPU-s"}},
+		},
+	},
+}

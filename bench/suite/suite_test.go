@@ -1,0 +1,134 @@
+package suite
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pano-observability/pano/bench/gobench"
+)
+
+func parse(t *testing.T, out string) *gobench.Report {
+	t.Helper()
+	rep, err := gobench.Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestComparisonRow(t *testing.T) {
+	rep := parse(t, `BenchmarkVsKcat/json-2 1 200000 shim_records/s 100000 kcat_records/s 2.5 shim_cpu_µs/record 1.25 kcat_cpu_µs/record
+BenchmarkVsKcat/tsv-2 1 200000 shim_recs/s 100000 kcat_records/s
+`)
+	rows := shimRows
+	got := rows[0].row(rep, nil)
+	if got.Err != nil || got.Ours != "200,000 records/s" || got.Peer != "100,000 records/s" || got.Ratio != "2.00x" {
+		t.Fatalf("json row = %+v", got)
+	}
+	want := "higher is better; CPU per record: shim 2.5 µs; kcat 1.25 µs; shim with lz4 (its default): not reported (shim_lz4_records/s)"
+	if got.Notes != want {
+		t.Errorf("notes = %q, want %q", got.Notes, want)
+	}
+	// A renamed metric: the row's error names the one it looked for.
+	got = rows[1].row(rep, nil)
+	if got.Err == nil || !strings.Contains(got.Err.Error(), `no "shim_records/s" metric`) || !strings.Contains(got.Err.Error(), "shim_recs/s") {
+		t.Errorf("tsv row = %+v", got)
+	}
+}
+
+func TestRowPrefersRunError(t *testing.T) {
+	runErr := errors.New("go test ./agent/: exit status 1: undefined: foo")
+	got := captureRows[0].row(parse(t, "FAIL\n"), runErr)
+	if !errors.Is(got.Err, runErr) {
+		t.Errorf("nothing printed: err = %v, want the run's", got.Err)
+	}
+	got = captureRows[0].row(parse(t, "--- SKIP: BenchmarkCapture\n    bench_test.go:3: needs root\n"), nil)
+	if got.Err == nil || !strings.Contains(got.Err.Error(), "skipped: bench_test.go:3: needs root") {
+		t.Errorf("skipped: err = %v", got.Err)
+	}
+}
+
+func TestCeiling(t *testing.T) {
+	clean := func(rate int) Step { return Step{Rate: rate, Achieved: float64(rate) * 0.99} }
+	lossy := Step{Rate: 10000, Achieved: 9000, Lost: 12}
+	for _, c := range []struct {
+		name      string
+		steps     []Step
+		best      int
+		firstLoss int
+		err       bool
+	}{
+		{"loss at the third", []Step{clean(2000), clean(5000), lossy, clean(20000)}, 5000, 10000, false},
+		{"no loss", []Step{clean(2000), clean(5000)}, 5000, 0, false},
+		{"loss at once", []Step{{Rate: 2000, Lost: 1}}, 0, 2000, false},
+		{"stopped", []Step{clean(2000), {Rate: 5000, Err: errors.New("not run")}}, 2000, 0, false},
+		{"nothing ran", []Step{{Rate: 2000, Err: errors.New("not run")}}, 0, 0, true},
+		{"empty", nil, 0, 0, true},
+	} {
+		best, loss, err := Ceiling(c.steps)
+		if (err != nil) != c.err {
+			t.Errorf("%s: err = %v", c.name, err)
+			continue
+		}
+		if got := rateOf(best); got != c.best {
+			t.Errorf("%s: best = %d, want %d", c.name, got, c.best)
+		}
+		if got := rateOf(loss); got != c.firstLoss {
+			t.Errorf("%s: first loss = %d, want %d", c.name, got, c.firstLoss)
+		}
+	}
+}
+
+func rateOf(s *Step) int {
+	if s == nil {
+		return 0
+	}
+	return s.Rate
+}
+
+func TestChainRow(t *testing.T) {
+	rep := parse(t, `BenchmarkChain/rate=2000-2 1 1998 queries/s 0 lost
+BenchmarkChain/rate=5000-2 1 4990 queries/s 0 lost
+BenchmarkChain/rate=10000-2 1 8000 queries/s 37 lost
+`)
+	row := chainRow(chainSteps(rep, chainRates), 10*time.Second, nil)
+	if row.Err != nil || row.Ours != "4,990 queries/s" || !strings.Contains(row.Notes, "first loss at 10,000 queries/s: 37 lost") {
+		t.Errorf("row = %+v", row)
+	}
+	row = chainRow(chainSteps(parse(t, "BenchmarkChain/rate=2000-2 1 1998 queries/s\n"), chainRates), time.Second, nil)
+	if row.Err == nil || !strings.Contains(row.Err.Error(), `no "lost" metric`) {
+		t.Errorf("row without lost = %+v", row)
+	}
+}
+
+func TestCommand(t *testing.T) {
+	g := shimBench(true)
+	want := "PANO_BENCH_LINES=100000 go test -run '^$' -bench '^BenchmarkVsKcat$' -benchtime 1x -count 1 -timeout 8m0s -v ./shim/cmd/pano-shim/"
+	if got := g.Command(); got != want {
+		t.Errorf("Command = %q, want %q", got, want)
+	}
+}
+
+func TestLastLines(t *testing.T) {
+	if got := lastLines("a\nb\n\nc\nFAIL\texample.com/x\t1s\nFAIL\n", 2); got != ": b / c" {
+		t.Errorf("lastLines = %q", got)
+	}
+	if got := lastLines("x\npanic: test timed out after 10m0s\n\ngoroutine 1 [running]:\nmain()\n", 2); got != ": panic: test timed out after 10m0s" {
+		t.Errorf("lastLines after a panic = %q", got)
+	}
+	if got := lastLines("\n", 2); got != "" {
+		t.Errorf("lastLines of nothing = %q", got)
+	}
+}
+
+func TestGroupKeys(t *testing.T) {
+	seen := map[string]bool{}
+	for _, g := range Groups() {
+		if g.Key == "" || seen[g.Key] || g.Run == nil {
+			t.Errorf("group %+v", g)
+		}
+		seen[g.Key] = true
+	}
+}
