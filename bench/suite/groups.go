@@ -48,6 +48,7 @@ type comparison struct {
 	better string // "higher" or "lower"
 	notes  []note
 	show   string // unit shown after the values; the metric's unit when ""
+	extra  string // a fixed note on what is measured
 }
 
 func (c comparison) row(rep *gobench.Report, runErr error) results.Row {
@@ -85,6 +86,9 @@ func (c comparison) row(rep *gobench.Report, runErr error) results.Row {
 			continue
 		}
 		notes = append(notes, n.label+" "+results.Value(v, unit))
+	}
+	if c.extra != "" {
+		notes = append(notes, c.extra)
 	}
 	row.Notes = strings.Join(notes, "; ")
 	return row
@@ -125,7 +129,8 @@ var captureRows = func() []comparison {
 			ours:   ref{"BenchmarkCapture", "agent-cpu-s/Mpkt-" + sink.key},
 			peer:   ref{"BenchmarkCapture", "tcpdump-cpu-s/Mpkt-" + sink.key},
 			better: "lower",
-			show:   "CPU-s/M packets",
+			show:   "CPU-µs/packet", // CPU seconds per million packets
+			extra:  "process CPU only (the eBPF program and the packet socket's kernel copy are not counted)",
 			notes: []note{
 				{label: "dropped: agent", ref: ref{"BenchmarkCapture", "agent-drops-" + sink.key}, unitText: "packets"},
 				{label: "tcpdump", ref: ref{"BenchmarkCapture", "tcpdump-drops-" + sink.key}, unitText: "packets"},

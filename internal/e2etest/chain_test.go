@@ -67,6 +67,7 @@ type server struct {
 	u       *testenv.Unbound
 	queries string
 	qps     int
+	clients int // dnsperf's -c (its sockets, so its flows); 0 = dnsperf's default, 1
 }
 
 func (s *server) addr() string { return s.u.Addr.Addr().String() }
@@ -100,8 +101,6 @@ func TestWholeChain(t *testing.T) {
 		testenv.RequireProgram(t, prog, pkg)
 	}
 	dur := loadDuration(t)
-	root := testenv.RepoRoot(t)
-	agentBin, shimBin := binaries(t)
 
 	// Servers first: unbound's readiness probes go out before the agent
 	// captures, so that everything captured is dnsperf's.
@@ -111,33 +110,8 @@ func TestWholeChain(t *testing.T) {
 	for _, s := range append(append(append([]*server{}, steady...), lossy...), resolvers...) {
 		ifaces = append(ifaces, s.ns.HostIf)
 	}
-
-	k := testenv.StartKafka(t)
-	k.CreateTopic(t, "dns", 1)
-	flpYAML, err := os.ReadFile(filepath.Join(root, "fl-pipeline-config", "flowlogs-pipeline.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flp := testenv.StartFLP(t, testenv.FLPConfigWithKafka(t, string(flpYAML), k.Bootstrap))
-
-	ag := startAgent(t, agentBin, ifaces)
-	dnsLog := filepath.Join(t.TempDir(), "dns.log")
-	if err := os.WriteFile(dnsLog, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	startStandIn(t, ag.pcapAddr, dnsLog)
-	shimMetrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	start(t, "pano-shim", nil, shimBin, "-logs", dnsLog, "-brokers", k.Bootstrap,
-		"-state-dir", t.TempDir(), "-metrics-addr", shimMetrics)
-
-	rules, err := filepath.Glob(filepath.Join(root, "prometheus", "rules", "*.yml"))
-	if err != nil || len(rules) == 0 {
-		t.Fatalf("rule files: %v %v", rules, err)
-	}
-	prom := testenv.StartPrometheus(t, prometheusConfig(t, root, map[string]string{
-		"flowlogs-pipeline": hostPort(t, flp.MetricsURL), "pano-agent": ag.metricsAddr, "pano-shim": shimMetrics,
-	}), rules...)
-	prom.WaitTargetsUp(t, 3)
+	c := startChain(t, ifaces, 1)
+	prom, ag := c.prom, c.ag
 
 	t.Run("steady", func(t *testing.T) {
 		runPhase(t, prom, steady, dur, ag, false)
@@ -230,7 +204,7 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 		go func() {
 			defer wg.Done()
 			reports[i] = testenv.RunDNSPerf(ctx, t, testenv.DNSPerfOptions{
-				Server: s.u.Addr, QueryFile: s.queries, Duration: dur, QPS: s.qps, Timeout: 5 * time.Second,
+				Server: s.u.Addr, QueryFile: s.queries, Duration: dur, QPS: s.qps, Timeout: 5 * time.Second, Clients: s.clients,
 				// Each lost query holds one of these for the timeout: 1,000
 				// keeps the rate steady at 1-2% loss (dnsperf's default, 100, does not).
 				Outstanding: 1000,

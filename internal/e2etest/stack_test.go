@@ -151,20 +151,27 @@ func scrape(ctx context.Context, u string) (map[string]float64, error) {
 // agent is the capture agent binary, capturing on ifaces.
 type agent struct {
 	*proc
-	pcapAddr, metricsAddr string
+	pcapAddrs   []string // stream i's PCAP-over-TCP address
+	metricsAddr string
 }
 
-func startAgent(t *testing.T, bin string, ifaces []string) *agent {
+// startAgent runs the agent with streams PCAP-over-TCP streams; stream i
+// listens on the base port + i, the scheme Zeek's workers are pointed at.
+func startAgent(t *testing.T, bin string, ifaces []string, streams int) *agent {
 	t.Helper()
-	a := &agent{
-		pcapAddr:    fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+	base := freePortRun(t, streams)
+	a := &agent{metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
+	for i := range streams {
+		a.pcapAddrs = append(a.pcapAddrs, fmt.Sprintf("127.0.0.1:%d", base+i))
 	}
-	_, port, _ := net.SplitHostPort(a.pcapAddr)
-	a.proc = start(t, "pano-agent", []string{
-		"ENABLE_PCA=true", "PCA_FILTER=udp,53;tcp,53", "PCA_SERVER_ADDR=127.0.0.1", "PCA_SERVER_PORT=" + port,
+	env := []string{
+		"ENABLE_PCA=true", "PCA_FILTER=udp,53;tcp,53", "PCA_SERVER_ADDR=127.0.0.1", "PCA_SERVER_PORT=" + strconv.Itoa(base),
 		"INTERFACES=" + strings.Join(ifaces, ","), "EXCLUDE_INTERFACES=lo", "METRICS_ADDR=" + a.metricsAddr, "LOG_LEVEL=info",
-	}, bin)
+	}
+	if streams > 1 {
+		env = append(env, "PCA_STREAMS="+strconv.Itoa(streams))
+	}
+	a.proc = start(t, "pano-agent", env, bin)
 	// Ready once the classifier is attached to every interface.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -179,6 +186,38 @@ func startAgent(t *testing.T, bin string, ifaces []string) *agent {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// freePortRun returns the first of n consecutive loopback TCP ports that
+// are free now (n = 1 is testenv.FreePort).
+func freePortRun(t *testing.T, n int) int {
+	t.Helper()
+	if n == 1 {
+		return testenv.FreePort(t)
+	}
+	for range 50 {
+		first, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := first.Addr().(*net.TCPAddr).Port
+		held := []net.Listener{first}
+		for i := 1; i < n && base+i <= 65535; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				break
+			}
+			held = append(held, l)
+		}
+		for _, l := range held {
+			l.Close()
+		}
+		if len(held) == n {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports on 127.0.0.1", n)
+	return 0
 }
 
 // standIn runs the Zeek stand-in on the agent's PCAP-over-TCP stream,
@@ -225,6 +264,67 @@ func startStandIn(t *testing.T, addr, logPath string) *standIn {
 		t.Logf("stand-in: %+v, err %v", s.stats, s.err)
 	})
 	return s
+}
+
+// chain is the pipeline after the DNS servers: the agent capturing on
+// their interfaces with its streams, one Zeek stand-in per stream, the
+// shim, Kafka, flowlogs-pipeline and Prometheus.
+type chain struct {
+	ag   *agent
+	prom *testenv.Prometheus
+	logs []string // stream i's dns.log
+}
+
+// startChain starts the pipeline. With one stream the stand-in writes
+// dns.log and the shim follows that path; with more, stand-in i reads
+// stream i and writes worker-i/dns.log, as zeek-package's docker
+// entrypoint lays out ZEEK_WORKERS>1, and one shim follows the glob.
+func startChain(t *testing.T, ifaces []string, streams int) *chain {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	agentBin, shimBin := binaries(t)
+
+	k := testenv.StartKafka(t)
+	k.CreateTopic(t, "dns", 1)
+	flpYAML, err := os.ReadFile(filepath.Join(root, "fl-pipeline-config", "flowlogs-pipeline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flp := testenv.StartFLP(t, testenv.FLPConfigWithKafka(t, string(flpYAML), k.Bootstrap))
+
+	c := &chain{ag: startAgent(t, agentBin, ifaces, streams)}
+	logDir := t.TempDir()
+	pattern := filepath.Join(logDir, "dns.log")
+	if streams > 1 {
+		pattern = filepath.Join(logDir, "worker-*", "dns.log")
+	}
+	for i, addr := range c.ag.pcapAddrs {
+		p := filepath.Join(logDir, "dns.log")
+		if streams > 1 {
+			p = filepath.Join(logDir, fmt.Sprintf("worker-%d", i), "dns.log")
+			if err := os.Mkdir(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		startStandIn(t, addr, p)
+		c.logs = append(c.logs, p)
+	}
+	shimMetrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	start(t, "pano-shim", nil, shimBin, "-logs", pattern, "-brokers", k.Bootstrap,
+		"-state-dir", t.TempDir(), "-metrics-addr", shimMetrics)
+
+	rules, err := filepath.Glob(filepath.Join(root, "prometheus", "rules", "*.yml"))
+	if err != nil || len(rules) == 0 {
+		t.Fatalf("rule files: %v %v", rules, err)
+	}
+	c.prom = testenv.StartPrometheus(t, prometheusConfig(t, root, map[string]string{
+		"flowlogs-pipeline": hostPort(t, flp.MetricsURL), "pano-agent": c.ag.metricsAddr, "pano-shim": shimMetrics,
+	}), rules...)
+	c.prom.WaitTargetsUp(t, 3)
+	return c
 }
 
 // prometheusConfig is PANO's prometheus.yml with its targets pointed at

@@ -226,6 +226,7 @@ func TestComposeDefaultsAndOverrides(t *testing.T) {
 		{"dnsperf1", "DNSPERF_SERVER", "127.0.0.2"},
 		{"dnsperf1", "DNSPERF_QPS", "7"},
 		{"zeek", "ZEEK_WORKERS", "3"},
+		{"agent", "PCA_STREAMS", "3"},
 		{"grafana", "GF_SECURITY_ADMIN_PASSWORD", "s3cret"},
 		{"agent", "INTERFACES", "eth9"},
 		{"dnsperf-local1", "DNSPERF_SERVER", "198.18.53.9"},

@@ -463,6 +463,12 @@ func checkWiringCaptureToZeek(t testing.TB, root string) {
 	if logDir := zeekSetting("ZEEK_LOG_DIR"); logDir != "/zeek/logs" {
 		t.Errorf("zeek writes its logs to %s; the zeek-logs volume is mounted at /zeek/logs", logDir)
 	}
+	// One agent stream per Zeek worker.
+	workers := zeekSetting("ZEEK_WORKERS")
+	if streams := setting(t, p, "agent", helpOf(t, "agent/cmd/pano-agent"), "PCA_STREAMS"); streams != workers {
+		t.Errorf("agent serves %s PCAP-over-TCP stream(s), zeek runs %s worker(s): each worker reads one stream", streams, workers)
+	}
+
 	// Zeek's health check looks for its connection to the agent's port.
 	_, hex := hcPorts(p.Services["zeek"])
 	want := fmt.Sprintf("%04X", st.agentPCAP.port)
