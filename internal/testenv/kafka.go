@@ -160,6 +160,9 @@ func (k *Kafka) configure(port, ctrlPort int) error {
 	if _, err := rand.Read(id); err != nil {
 		return err
 	}
+	// Clear the top bit so the id never starts with '-' or '_': the storage
+	// tool would read a leading '-' as an option.
+	id[0] &= 0x7f
 	clusterID := base64.RawURLEncoding.EncodeToString(id)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
