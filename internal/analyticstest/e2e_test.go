@@ -195,6 +195,7 @@ func expectations(ta, tb, all *Tally, dt, shimDT time.Duration, shim bool) map[s
 		"Top query names/A":                  topK("qname", 10, topNames),
 		// No agent in this chain: the query must run and find nothing.
 		"Agent drops/A":        exact("reason", map[string]float64{}),
+		"Agent drops/B":        exact("stream", map[string]float64{}),
 		"Records per second/B": exact("", one(float64(tb.Total)/sec)),
 		"Records per second/C": exact("", one(0)),
 		"Scrape targets up/A":  exact("job", map[string]float64{"flowlogs-pipeline": 1}),
