@@ -23,7 +23,7 @@ import (
 )
 
 // build compiles one of the repository's commands into dir.
-func build(t *testing.T, dir, pkg string) string {
+func build(t testing.TB, dir, pkg string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -48,7 +48,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func start(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+func start(t testing.TB, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(logPath)
@@ -157,7 +157,7 @@ type agent struct {
 
 // startAgent runs the agent with streams PCAP-over-TCP streams; stream i
 // listens on the base port + i, the scheme Zeek's workers are pointed at.
-func startAgent(t *testing.T, bin string, ifaces []string, streams int) *agent {
+func startAgent(t testing.TB, bin string, ifaces []string, streams int) *agent {
 	t.Helper()
 	base := freePortRun(t, streams)
 	a := &agent{metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
@@ -190,7 +190,7 @@ func startAgent(t *testing.T, bin string, ifaces []string, streams int) *agent {
 
 // freePortRun returns the first of n consecutive loopback TCP ports that
 // are free now (n = 1 is testenv.FreePort).
-func freePortRun(t *testing.T, n int) int {
+func freePortRun(t testing.TB, n int) int {
 	t.Helper()
 	if n == 1 {
 		return testenv.FreePort(t)
@@ -229,7 +229,7 @@ type standIn struct {
 	err   error
 }
 
-func startStandIn(t *testing.T, addr, logPath string) *standIn {
+func startStandIn(t testing.TB, addr, logPath string) *standIn {
 	t.Helper()
 	testenv.RequireProgram(t, "tshark", "tshark")
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -279,7 +279,7 @@ type chain struct {
 // dns.log and the shim follows that path; with more, stand-in i reads
 // stream i and writes worker-i/dns.log, as zeek-package's docker
 // entrypoint lays out ZEEK_WORKERS>1, and one shim follows the glob.
-func startChain(t *testing.T, ifaces []string, streams int) *chain {
+func startChain(t testing.TB, ifaces []string, streams int) *chain {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	agentBin, shimBin := binaries(t)
@@ -329,7 +329,7 @@ func startChain(t *testing.T, ifaces []string, streams int) *chain {
 
 // prometheusConfig is PANO's prometheus.yml with its targets pointed at
 // this test's processes.
-func prometheusConfig(t *testing.T, root string, targets map[string]string) string {
+func prometheusConfig(t testing.TB, root string, targets map[string]string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "prometheus", "prometheus.yml"))
 	if err != nil {
@@ -357,7 +357,7 @@ func prometheusConfig(t *testing.T, root string, targets map[string]string) stri
 	return string(out)
 }
 
-func hostPort(t *testing.T, metricsURL string) string {
+func hostPort(t testing.TB, metricsURL string) string {
 	t.Helper()
 	u, err := url.Parse(metricsURL)
 	if err != nil || u.Host == "" {
@@ -381,7 +381,7 @@ func TestMain(m *testing.M) {
 }
 
 // binaries builds pano-agent and pano-shim.
-func binaries(t *testing.T) (agentBin, shimBin string) {
+func binaries(t testing.TB) (agentBin, shimBin string) {
 	t.Helper()
 	return build(t, binDir, "agent/cmd/pano-agent"), build(t, binDir, "shim/cmd/pano-shim")
 }
