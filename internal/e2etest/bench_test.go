@@ -82,8 +82,9 @@ func BenchmarkChain(b *testing.B) {
 			b.ReportMetric(float64(r.lost), "lost")
 			b.ReportMetric(float64(r.dnsperfLost), "dnsperf-lost")
 			b.ReportMetric(r.settle.Seconds(), "settle-s")
-			b.Logf("rate %d (%d+%d): dnsperf sent %d, completed %d, lost %d; Prometheus answered %d, unanswered %d (settled %v after the load)",
-				rate, servers[0].qps, servers[1].qps, r.sent, int(r.completed), r.dnsperfLost, r.answered, r.unanswered, r.settle.Round(time.Millisecond))
+			b.ReportMetric(r.agentDrops, "agent-drops")
+			b.Logf("rate %d (%d+%d): dnsperf sent %d, completed %d, lost %d; Prometheus answered %d, unanswered %d (settled %v after the load); agent dropped %v packets",
+				rate, servers[0].qps, servers[1].qps, r.sent, int(r.completed), r.dnsperfLost, r.answered, r.unanswered, r.settle.Round(time.Millisecond), r.agentDrops)
 			stop = r.lost > 0 || r.dnsperfLost > 0
 		})
 		if stop {
@@ -130,6 +131,7 @@ type stepResult struct {
 	qps                  float64 // completed per second, as dnsperf timed its run
 	answered, unanswered int
 	lost                 int
+	agentDrops           float64 // packets the agent dropped (its counter, through Prometheus)
 	settle               time.Duration
 }
 
@@ -148,6 +150,15 @@ func benchStepRun(b *testing.B, c *chain, servers []*server, sel string, step ti
 		return sumOf(m), m["unanswered"]
 	}
 	total0, unanswered0 := counts()
+	// The agent's own drops, to tell where a loss happened.
+	agentDrops := func() float64 {
+		v, err := c.prom.QueryScalar(ctx, `sum(pano_agent_packets_dropped_total) or vector(0)`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return v
+	}
+	drops0 := agentDrops()
 
 	reports := make([]testenv.DNSPerfReport, len(servers))
 	var wg sync.WaitGroup
@@ -202,6 +213,7 @@ func benchStepRun(b *testing.B, c *chain, servers []*server, sel string, step ti
 		time.Sleep(500 * time.Millisecond)
 	}
 	r.settle = time.Since(loadDone)
+	r.agentDrops = agentDrops() - drops0
 	r.answered, r.unanswered = int(total-unanswered), int(unanswered)
 	// Lost: queries dnsperf saw answered that Prometheus does not count
 	// as answered, and queries dnsperf lost that it does not count as
