@@ -127,29 +127,41 @@ func (p *Producer) InFlight() int { return int(p.inFlight.Load()) }
 
 // acquire takes a place among the MaxInFlight, waiting for one.
 func (p *Producer) acquire(ctx context.Context) error {
-	if p.inFlight.Add(1) <= p.maxInFlight {
+	if p.tryAcquire() {
 		return nil
 	}
-	p.inFlight.Add(-1)
 	// Say that a sender waits, then look again: a release either
 	// happened before (room now) or sees the count and wakes a waiter.
 	p.waiters.Add(1)
 	defer p.waiters.Add(-1)
 	for {
-		if p.inFlight.Add(1) <= p.maxInFlight {
+		if p.tryAcquire() {
 			// Pass the wake-up on if room is left for another waiter.
 			if p.waiters.Load() > 1 && p.inFlight.Load() < p.maxInFlight {
 				p.wake()
 			}
 			return nil
 		}
-		p.inFlight.Add(-1)
 		select {
 		case <-p.room:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-p.failed:
 			return p.err
+		}
+	}
+}
+
+// tryAcquire takes a place if one is free. A compare-and-swap, not an
+// add-then-undo, so the count never shows places that were not taken.
+func (p *Producer) tryAcquire() bool {
+	for {
+		n := p.inFlight.Load()
+		if n >= p.maxInFlight {
+			return false
+		}
+		if p.inFlight.CompareAndSwap(n, n+1) {
+			return true
 		}
 	}
 }
