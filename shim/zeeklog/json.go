@@ -56,6 +56,25 @@ func (c *jsonConv) ws() {
 	}
 }
 
+// afterMember reads what follows an array element or object member: ','
+// (more to come) or the closing byte (done).
+func (c *jsonConv) afterMember(closing byte, container string) (done bool, err error) {
+	c.ws()
+	if c.i >= len(c.src) {
+		return false, c.syntax("unterminated " + container)
+	}
+	switch c.src[c.i] {
+	case ',':
+		c.i++
+		return false, nil
+	case closing:
+		c.i++
+		return true, nil
+	default:
+		return false, c.syntax("expected ',' or '" + string(closing) + "'")
+	}
+}
+
 func (c *jsonConv) syntax(what string) error {
 	return lineErr(KindJSONSyntax, "%s at byte %d", what, c.i)
 }
@@ -136,18 +155,8 @@ func (c *jsonConv) object(prefix []byte, depth int) error {
 			dst = append(dst, '"', ':')
 			c.dst = append(dst, val...)
 		}
-		c.ws()
-		if c.i >= len(c.src) {
-			return c.syntax("unterminated object")
-		}
-		switch c.src[c.i] {
-		case ',':
-			c.i++
-		case '}':
-			c.i++
-			return nil
-		default:
-			return c.syntax("expected ',' or '}'")
+		if done, err := c.afterMember('}', "object"); done || err != nil {
+			return err
 		}
 	}
 }
@@ -282,18 +291,8 @@ func (c *jsonConv) skipValue(depth int) error {
 			if err := c.skipValue(depth + 1); err != nil {
 				return err
 			}
-			c.ws()
-			if c.i >= len(c.src) {
-				return c.syntax("unterminated array")
-			}
-			switch c.src[c.i] {
-			case ',':
-				c.i++
-			case ']':
-				c.i++
-				return nil
-			default:
-				return c.syntax("expected ',' or ']'")
+			if done, err := c.afterMember(']', "array"); done || err != nil {
+				return err
 			}
 		}
 	case b == '{':
@@ -321,18 +320,8 @@ func (c *jsonConv) skipValue(depth int) error {
 			if err := c.skipValue(depth + 1); err != nil {
 				return err
 			}
-			c.ws()
-			if c.i >= len(c.src) {
-				return c.syntax("unterminated object")
-			}
-			switch c.src[c.i] {
-			case ',':
-				c.i++
-			case '}':
-				c.i++
-				return nil
-			default:
-				return c.syntax("expected ',' or '}'")
+			if done, err := c.afterMember('}', "object"); done || err != nil {
+				return err
 			}
 		}
 	default:
