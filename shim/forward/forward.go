@@ -47,7 +47,12 @@ type Forwarder struct {
 	store   *position.Store
 	metrics *metrics.Metrics
 	prod    atomic.Pointer[produce.Producer]
-	limit   *limiter
+	// Batches resent by the producers of ended sessions; under resentMu
+	// with the swap of prod at a session's end, so the counter never
+	// seems to go back.
+	resentMu sync.Mutex
+	resent   int64
+	limit    *limiter
 }
 
 // New checks cfg and registers the metrics.
@@ -83,6 +88,14 @@ func New(cfg Config) (*Forwarder, error) {
 			return float64(p.InFlight())
 		}
 		return 0
+	}, func() float64 {
+		f.resentMu.Lock()
+		defer f.resentMu.Unlock()
+		n := f.resent
+		if p := f.prod.Load(); p != nil {
+			n += p.Resent()
+		}
+		return float64(n)
 	})
 	return f, nil
 }
@@ -121,7 +134,7 @@ func (f *Forwarder) session(ctx context.Context) (err error) {
 		return fmt.Errorf("connect to kafka %v: %w", f.cfg.Kafka.Brokers, err)
 	}
 	defer client.Close()
-	prod, err := produce.NewProducer(f.cfg.Kafka.Brokers, sc, f.cfg.Kafka.Producers, f.cfg.Kafka.MaxInFlight)
+	prod, err := produce.NewProducer(client, f.cfg.Kafka)
 	if err != nil {
 		return err
 	}
@@ -185,6 +198,11 @@ loop:
 	if cerr := prod.Close(); cerr != nil && err == nil && ctx.Err() == nil {
 		err = cerr
 	}
+	// The next session's producer counts from zero: keep this one's.
+	f.resentMu.Lock()
+	f.resent += prod.Resent()
+	f.prod.Store(nil)
+	f.resentMu.Unlock()
 	if err != nil {
 		f.metrics.Errors.WithLabelValues("", "produce").Inc()
 	}

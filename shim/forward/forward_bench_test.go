@@ -48,7 +48,7 @@ func benchForward(b *testing.B, tsv bool) {
 	f.Close()
 	reg := prometheus.NewRegistry()
 	fw, err := New(Config{Logs: []string{log}, StateDir: b.TempDir(), Registerer: reg,
-		Kafka: produce.Config{Brokers: []string{k.Bootstrap}, Compression: "lz4", FlushLinger: 5 * time.Millisecond, MaxInFlight: 50000, Producers: 3}})
+		Kafka: produce.Config{Brokers: []string{k.Bootstrap}, Compression: "lz4", FlushLinger: 5 * time.Millisecond, MaxInFlight: 50000}})
 	if err != nil {
 		b.Fatal(err)
 	}

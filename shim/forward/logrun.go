@@ -30,7 +30,7 @@ type logRun struct {
 	path   string
 	topic  string
 	log    *slog.Logger
-	prod   *produce.Producer
+	out    *produce.Topic
 	fol    *follow.Follower
 	parser *zeeklog.Parser
 	track  *tracker
@@ -84,12 +84,16 @@ func (f *Forwarder) openLog(ctx context.Context, client sarama.Client, prod *pro
 	if err != nil || len(parts) == 0 {
 		return nil, fmt.Errorf("topic %s: no partitions (create it, or let the brokers auto-create topics): %v", topic, err)
 	}
+	out, err := prod.Topic(topic, int32(len(parts)))
+	if err != nil {
+		return nil, err
+	}
 	parser := zeeklog.NewParser(f.cfg.DotReplacement)
 	if err := parser.RestoreHeader(st.Header); err != nil {
 		return nil, err
 	}
 	lr := &logRun{
-		f: f, path: path, topic: topic, log: log, prod: prod, parser: parser, seen: seen, partitions: int32(len(parts)),
+		f: f, path: path, topic: topic, log: log, out: out, parser: parser, seen: seen, partitions: int32(len(parts)),
 		fol: follow.New(follow.Options{Path: path, PollInterval: f.cfg.PollInterval, MaxLineBytes: f.cfg.MaxLineBytes, Logger: log},
 			follow.Position{File: st.File, Offset: st.Offset}),
 		lines:    f.metrics.LinesRead.WithLabelValues(path),
@@ -190,24 +194,23 @@ func (lr *logRun) run(ctx context.Context) error {
 			e.sent = time.Now()
 		}
 		origin.Put(e.origin[:])
-		e.hdr[0] = sarama.RecordHeader{Key: originKey, Value: e.origin[:]}
-		e.value = lr.values.keep(value)
+		e.hdr = sarama.RecordHeader{Key: originKey, Value: e.origin[:]}
+		e.hdrs[0] = &e.hdr
+		e.rec = sarama.Record{Value: lr.values.keep(value), Headers: e.hdrs[:]}
 		// A TSV record grows by its field names (JSON stays the same
 		// size): ask for that much room next time, so that the value
 		// is written once instead of copied as it outgrows its buffer.
 		lr.grow = max(len(value)-len(line.Data), 0)
-		e.msg = sarama.ProducerMessage{Topic: lr.topic, Value: &e.value, Headers: e.hdr[:], Metadata: e}
-		msg := &e.msg
+		var partition int32
 		if uid != "" {
-			e.key = sarama.StringEncoder(uid)
-			msg.Key = &e.key
-			msg.Partition = produce.Partition([]byte(uid), lr.partitions)
+			e.rec.Key = append(e.keyBuf[:0], uid...)
+			partition = produce.Partition(e.rec.Key, lr.partitions)
 		} else {
 			lr.keyless = (lr.keyless + 1) % lr.partitions
-			msg.Partition = lr.keyless
+			partition = lr.keyless
 		}
 		lr.track.add(e)
-		if err := lr.prod.Send(ctx, msg); err != nil {
+		if err := lr.out.Send(ctx, partition, &e.rec, e); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

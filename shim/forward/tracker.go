@@ -12,7 +12,7 @@ import (
 )
 
 // entry is one line between reading and Kafka's acknowledgement. It is
-// the sarama message's Metadata.
+// the record's Acker.
 type entry struct {
 	t      *tracker
 	file   follow.Identity
@@ -25,12 +25,12 @@ type entry struct {
 	partition int32
 	offset    int64
 
-	// The message and what it points to live in the entry: one
-	// allocation per record instead of five.
-	msg    sarama.ProducerMessage
-	hdr    [1]sarama.RecordHeader
-	key    sarama.StringEncoder
-	value  sarama.ByteEncoder
+	// The record and what it points to live in the entry: one
+	// allocation per record instead of four.
+	rec    sarama.Record
+	hdr    sarama.RecordHeader
+	hdrs   [1]*sarama.RecordHeader
+	keyBuf [24]byte // Zeek's uids are 18 bytes or so
 	origin [produce.OriginLen]byte
 }
 

@@ -15,13 +15,15 @@ type Metrics struct {
 	DuplicatesSkip  *prometheus.CounterVec // by log
 	ProduceLatency  prometheus.Histogram
 	Sessions        prometheus.Counter
+	BatchesResent   prometheus.CounterFunc
 	InFlight        prometheus.GaugeFunc
 	Behind          *Behind
 }
 
 // New registers the metrics on reg. inFlight reports the records waiting
-// for Kafka's acknowledgement.
-func New(reg prometheus.Registerer, inFlight func() float64) *Metrics {
+// for Kafka's acknowledgement, resent the batches sent again so far (over
+// all sessions).
+func New(reg prometheus.Registerer, inFlight, resent func() float64) *Metrics {
 	m := &Metrics{
 		LinesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pano_shim_lines_read_total", Help: "Lines read from Zeek logs (records, header lines, malformed lines).",
@@ -42,12 +44,15 @@ func New(reg prometheus.Registerer, inFlight func() float64) *Metrics {
 		Sessions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pano_shim_kafka_sessions_total", Help: "Kafka producer sessions started (a new one after each delivery failure).",
 		}),
+		BatchesResent: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pano_shim_batches_resent_total", Help: "Batches sent again, with their sequence numbers, after a failed produce request.",
+		}, resent),
 		InFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pano_shim_in_flight_records", Help: "Records sent and not yet acknowledged.",
 		}, inFlight),
 		Behind: &Behind{logs: map[string]func() float64{}},
 	}
-	reg.MustRegister(m.LinesRead, m.RecordsProduced, m.Errors, m.DuplicatesSkip, m.ProduceLatency, m.Sessions, m.InFlight, m.Behind)
+	reg.MustRegister(m.LinesRead, m.RecordsProduced, m.Errors, m.DuplicatesSkip, m.ProduceLatency, m.Sessions, m.BatchesResent, m.InFlight, m.Behind)
 	return m
 }
 

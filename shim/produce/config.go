@@ -1,6 +1,7 @@
-// Package produce sends records to Kafka with an idempotent sarama async
-// producer, bounds how many records are in flight, and reads back what a
-// previous run already wrote so that nothing is sent twice.
+// Package produce sends records to Kafka as idempotent record batches
+// built on sarama's protocol layer, bounds how many records are in
+// flight, and reads back what a previous run already wrote so that
+// nothing is sent twice.
 package produce
 
 import (
@@ -8,6 +9,7 @@ import (
 	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"hash"
 	"os"
@@ -29,7 +31,6 @@ type Config struct {
 	RetryMax     int
 	RetryBackoff time.Duration // first retry; doubles up to 10x
 	MaxInFlight  int           // records handed to the producer and not yet acknowledged
-	Producers    int           // idempotent producers (connections) in parallel
 
 	TLS  TLSConfig
 	SASL SASLConfig
@@ -51,9 +52,13 @@ type SASLConfig struct {
 	Password  string
 }
 
-// SaramaConfig builds the producer and client settings: acks from all
-// in-sync replicas, idempotence (so retries never duplicate), one request
-// in flight per broker (which idempotence needs to keep order).
+// SaramaConfig builds the client settings: the connections, metadata and
+// read-back consumer. Producing (acks from all in-sync replicas,
+// idempotence, batching, compression, retries) is the Producer's own
+// work on top of them; the settings it takes from here are the version,
+// the request timeout and the connections. Several requests may be in
+// flight on one connection: each partition's sender has one at a time,
+// which keeps the partition in order.
 func SaramaConfig(c Config) (*sarama.Config, error) {
 	sc := sarama.NewConfig()
 	sc.ClientID = c.ClientID
@@ -68,52 +73,27 @@ func SaramaConfig(c Config) (*sarama.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka version %q: %w", v, err)
 	}
-	sc.Version = ver
-	sc.Producer.Idempotent = true
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-	// Partitions are chosen by the caller (Partition): each partition is
-	// bound to one of several producers.
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	if c.FlushBytes > 0 {
-		sc.Producer.Flush.Bytes = c.FlushBytes
+	if !ver.IsAtLeast(sarama.V0_11_0_0) {
+		return nil, fmt.Errorf("kafka version %q: the shim needs 0.11 or later (idempotent record batches)", v)
 	}
-	sc.Producer.Flush.Frequency = c.FlushLinger
-	sc.Producer.Retry.Max = c.RetryMax
-	if sc.Producer.Retry.Max <= 0 {
-		sc.Producer.Retry.Max = 10
+	sc.Version = ver
+	sc.Net.MaxOpenRequests = 5
+	if c.FlushBytes < 0 || c.MaxInFlight < 0 || c.RetryMax < 0 {
+		return nil, errors.New("batch bytes, max in flight and retries must not be negative")
 	}
 	base := c.RetryBackoff
 	if base <= 0 {
 		base = 100 * time.Millisecond
 	}
-	sc.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration {
-		d := base << min(retries, 10)
-		return min(d, 10*base)
-	}
 	sc.Metadata.Retry.BackoffFunc = func(retries, _ int) time.Duration {
 		return min(base<<min(retries, 10), 10*base)
 	}
-	sc.ChannelBufferSize = 1024
 	// Reading back after a restart stops at the end of each partition:
 	// do not let the broker hold an empty fetch for long.
 	sc.Consumer.MaxWaitTime = 50 * time.Millisecond
 	sc.Consumer.Return.Errors = true
-	switch strings.ToLower(c.Compression) {
-	case "", "none":
-		sc.Producer.Compression = sarama.CompressionNone
-	case "gzip":
-		sc.Producer.Compression = sarama.CompressionGZIP
-	case "snappy":
-		sc.Producer.Compression = sarama.CompressionSnappy
-	case "lz4":
-		sc.Producer.Compression = sarama.CompressionLZ4
-	case "zstd":
-		sc.Producer.Compression = sarama.CompressionZSTD
-	default:
-		return nil, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", c.Compression)
+	if _, err := compressionCodec(c.Compression); err != nil {
+		return nil, err
 	}
 	if c.TLS.Enable {
 		tc, err := tlsConfig(c.TLS)
@@ -144,6 +124,23 @@ func SaramaConfig(c Config) (*sarama.Config, error) {
 		return nil, fmt.Errorf("kafka settings: %w", err)
 	}
 	return sc, nil
+}
+
+// compressionCodec maps a compression name to sarama's codec.
+func compressionCodec(name string) (sarama.CompressionCodec, error) {
+	switch strings.ToLower(name) {
+	case "", "none":
+		return sarama.CompressionNone, nil
+	case "gzip":
+		return sarama.CompressionGZIP, nil
+	case "snappy":
+		return sarama.CompressionSnappy, nil
+	case "lz4":
+		return sarama.CompressionLZ4, nil
+	case "zstd":
+		return sarama.CompressionZSTD, nil
+	}
+	return sarama.CompressionNone, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", name)
 }
 
 func tlsConfig(c TLSConfig) (*tls.Config, error) {

@@ -43,7 +43,7 @@ func TestInFlightBound(t *testing.T) {
 	for released < senders*each {
 		select {
 		case <-held:
-			p.release()
+			p.release(1)
 			released++
 		case <-time.After(10 * time.Second):
 			t.Fatalf("stuck after %d releases, %d in flight, %d waiting", released, p.inFlight.Load(), p.waiters.Load())

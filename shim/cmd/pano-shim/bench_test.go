@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,23 +23,20 @@ import (
 // default) and with the shim (parsing, renaming, keyed by uid, origin
 // header, idempotent), and reports the records/s and CPU µs/record of
 // each. The ratio compares like with like: the shim without compression,
-// as kcat; the shim with lz4 (its default) is reported beside it. Run it
-// with -benchtime=1x; the line count can be lowered with PANO_BENCH_LINES,
-// the topics' partitions (3) set with PANO_BENCH_PARTITIONS;
-// PANO_BENCH_SHIM_ARGS adds flags to the shim runs ("{f}" and "{c}" in
-// them stand for the format and the compression).
+// as kcat; the shim with lz4 (its default) is reported beside it. Each
+// tool runs PANO_BENCH_REPEAT times (3), in turns whose order rotates so
+// that none always goes first, and the medians are reported. Run it
+// with -benchtime=1x; the line count can be lowered with
+// PANO_BENCH_LINES, the topics' partitions (3) set with
+// PANO_BENCH_PARTITIONS; PANO_BENCH_SHIM_ARGS adds flags to the shim runs
+// ("{f}" and "{c}" in them stand for the format and the compression).
 //
 //	go test -run '^$' -bench VsKcat -benchtime=1x ./shim/cmd/pano-shim/
 func BenchmarkVsKcat(b *testing.B) {
 	kcat := testenv.RequireProgram(b, "kcat", "kcat")
-	n := 1_000_000
-	if v, err := strconv.Atoi(os.Getenv("PANO_BENCH_LINES")); err == nil && v > 0 {
-		n = v
-	}
-	parts := 3
-	if v, err := strconv.Atoi(os.Getenv("PANO_BENCH_PARTITIONS")); err == nil && v > 0 {
-		parts = v
-	}
+	n := envInt("PANO_BENCH_LINES", 1_000_000)
+	parts := envInt("PANO_BENCH_PARTITIONS", 3)
+	repeat := envInt("PANO_BENCH_REPEAT", 3)
 	k := testenv.StartKafka(b)
 	for _, format := range []string{"json", "tsv"} {
 		b.Run(format, func(b *testing.B) {
@@ -45,52 +44,77 @@ func BenchmarkVsKcat(b *testing.B) {
 			log := filepath.Join(dir, "dns.log")
 			writeBenchLog(b, log, format, n)
 			fi, _ := os.Stat(log)
-			var kcatRate, shimRate, lz4Rate, kcatCPU, shimCPU, lz4CPU float64
-			for i := 0; i < b.N; i++ {
-				kt := "kcat-" + format + strconv.Itoa(i)
-				k.CreateTopic(b, kt, parts)
-				start := time.Now()
-				kc := exec.Command(kcat, "-P", "-b", k.Bootstrap, "-t", kt, "-l", log)
-				out, err := kc.CombinedOutput()
-				if err != nil {
-					b.Fatalf("kcat: %v\n%s", err, out)
-				}
-				kd := time.Since(start)
-				kcpu := kc.ProcessState.UserTime() + kc.ProcessState.SystemTime()
-				// kcat sends every line, TSV header lines included.
-				if got, want := topicEnd(b, k.Bootstrap, kt), lineCount(b, log); got != want {
-					b.Fatalf("kcat: %d records in kafka, want %d", got, want)
-				}
-				kcatRate += float64(n) / kd.Seconds()
-				kcatCPU += kcpu.Seconds()
-				b.Logf("%s, %d lines, %d MB: kcat %v (%.0f records/s, %.2f µs CPU/record)", format, n, fi.Size()>>20,
-					kd.Round(time.Millisecond), float64(n)/kd.Seconds(), kcpu.Seconds()*1e6/float64(n))
-
-				for _, compression := range []string{"none", "lz4"} {
-					st := "xshim-" + compression + "-" + format + strconv.Itoa(i)
-					k.CreateTopic(b, st, parts)
-					sd, scpu := benchShim(b, log, k.Bootstrap, st, n, format, compression)
-					b.Logf("%s, %d lines: shim (%s) %v (%.0f records/s, %.2f µs CPU/record)", format, n, compression,
-						sd.Round(time.Millisecond), float64(n)/sd.Seconds(), scpu.Seconds()*1e6/float64(n))
-					if compression == "none" {
-						shimRate += float64(n) / sd.Seconds()
-						shimCPU += scpu.Seconds()
+			// One run of each contestant; rate in records/s, cpu in
+			// seconds.
+			type sample struct{ rate, cpu float64 }
+			runs := map[string][]sample{}
+			contestants := []string{"kcat", "none", "lz4"}
+			for i := 0; i < b.N*repeat; i++ {
+				for j := range contestants {
+					who := contestants[(i+j)%len(contestants)]
+					topic := fmt.Sprintf("%s-%s-%d", who, format, i)
+					k.CreateTopic(b, topic, parts)
+					var d, cpu time.Duration
+					if who == "kcat" {
+						d, cpu = benchKcat(b, kcat, log, k.Bootstrap, topic)
 					} else {
-						lz4Rate += float64(n) / sd.Seconds()
-						lz4CPU += scpu.Seconds()
+						d, cpu = benchShim(b, log, k.Bootstrap, topic, n, format, who)
 					}
+					b.Logf("%s, %d lines, %d MB, turn %d: %s %v (%.0f records/s, %.2f µs CPU/record)", format, n, fi.Size()>>20, i,
+						label(who), d.Round(time.Millisecond), float64(n)/d.Seconds(), cpu.Seconds()*1e6/float64(n))
+					runs[who] = append(runs[who], sample{float64(n) / d.Seconds(), cpu.Seconds()})
 				}
 			}
-			runs := float64(b.N)
-			b.ReportMetric(kcatRate/runs, "kcat_records/s")
-			b.ReportMetric(shimRate/runs, "shim_records/s")
-			b.ReportMetric(lz4Rate/runs, "shim_lz4_records/s")
-			b.ReportMetric(shimRate/kcatRate, "shim/kcat")
-			b.ReportMetric(kcatCPU*1e6/runs/float64(n), "kcat_cpu_µs/record")
-			b.ReportMetric(shimCPU*1e6/runs/float64(n), "shim_cpu_µs/record")
-			b.ReportMetric(lz4CPU*1e6/runs/float64(n), "shim_lz4_cpu_µs/record")
+			med := func(who string, f func(sample) float64) float64 {
+				v := make([]float64, 0, len(runs[who]))
+				for _, s := range runs[who] {
+					v = append(v, f(s))
+				}
+				slices.Sort(v)
+				return v[len(v)/2]
+			}
+			rate := func(s sample) float64 { return s.rate }
+			cpu := func(s sample) float64 { return s.cpu * 1e6 / float64(n) }
+			b.ReportMetric(med("kcat", rate), "kcat_records/s")
+			b.ReportMetric(med("none", rate), "shim_records/s")
+			b.ReportMetric(med("lz4", rate), "shim_lz4_records/s")
+			b.ReportMetric(med("none", rate)/med("kcat", rate), "shim/kcat")
+			b.ReportMetric(med("kcat", cpu), "kcat_cpu_µs/record")
+			b.ReportMetric(med("none", cpu), "shim_cpu_µs/record")
+			b.ReportMetric(med("lz4", cpu), "shim_lz4_cpu_µs/record")
 		})
 	}
+}
+
+func label(who string) string {
+	if who == "kcat" {
+		return "kcat"
+	}
+	return "shim (" + who + ")"
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// benchKcat sends log to topic with kcat and returns the time it took
+// and the CPU it used.
+func benchKcat(b *testing.B, kcat, log, brokers, topic string) (time.Duration, time.Duration) {
+	start := time.Now()
+	kc := exec.Command(kcat, "-P", "-b", brokers, "-t", topic, "-l", log)
+	out, err := kc.CombinedOutput()
+	if err != nil {
+		b.Fatalf("kcat: %v\n%s", err, out)
+	}
+	d := time.Since(start)
+	// kcat sends every line, TSV header lines included.
+	if got, want := topicEnd(b, brokers, topic), lineCount(b, log); got != want {
+		b.Fatalf("kcat: %d records in kafka, want %d", got, want)
+	}
+	return d, kc.ProcessState.UserTime() + kc.ProcessState.SystemTime()
 }
 
 // benchShim runs the shim on log until topic holds n records and returns

@@ -111,7 +111,6 @@ Every flag can also be set by the environment variable named in its help.
 	e.int(&kc.RetryMax, "retry-max", "KAFKA_RETRY_MAX", 10, "retries of a batch before the session restarts (nothing is dropped either way)")
 	e.dur(&kc.RetryBackoff, "retry-backoff", "KAFKA_RETRY_BACKOFF", 250*time.Millisecond, "first retry delay, doubling up to 10x")
 	e.int(&kc.MaxInFlight, "max-in-flight", "SHIM_MAX_IN_FLIGHT", 50000, "records sent and not yet acknowledged; reading pauses beyond")
-	e.int(&kc.Producers, "producers", "SHIM_PRODUCERS", 3, "idempotent producers in parallel (each owns a share of the partitions)")
 	e.boolean(&kc.TLS.Enable, "tls", "KAFKA_TLS", false, "use TLS to the brokers")
 	e.str(&kc.TLS.CAFile, "tls-ca", "KAFKA_TLS_CA", "", "PEM CA bundle (default: system roots)")
 	e.str(&kc.TLS.CertFile, "tls-cert", "KAFKA_TLS_CERT", "", "PEM client certificate")

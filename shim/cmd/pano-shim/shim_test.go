@@ -275,7 +275,7 @@ func TestBrokerOutage(t *testing.T) {
 	default:
 	}
 	if s := p.metric(t, "pano_shim_kafka_sessions_total"); s >= 0 {
-		t.Logf("kafka sessions: %v", s)
+		t.Logf("kafka sessions: %v, batches resent: %v", s, p.metric(t, "pano_shim_batches_resent_total"))
 	}
 	p.stop(t)
 	exactlyOnce(t, k.Bootstrap, "bo-dns", n)
