@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pano-observability/pano/internal/lograte"
 )
 
 // Defaults of ServerConfig.
@@ -69,6 +71,11 @@ type Server struct {
 	sentPackets, sentBytes, socketWrites     atomic.Uint64
 	dropQueueFull, dropDisconnected          atomic.Uint64
 	accepted, rejectNotAllowed, rejectMaxCli atomic.Uint64
+
+	// A scanner or a reconnect loop can knock thousands of times a
+	// second: the counters count every rejection, the log says it once
+	// per reason every 10 s.
+	rejectLog *lograte.Limiter
 }
 
 type client struct {
@@ -126,10 +133,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("pcap-over-tcp: listen on %s: %w", cfg.Addr, err)
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		ln:     ln,
-		header: appendFileHeader(nil, cfg.SnapLen, cfg.LinkType, cfg.Nanosecond),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		ln:        ln,
+		rejectLog: lograte.New(10 * time.Second),
+		header:    appendFileHeader(nil, cfg.SnapLen, cfg.LinkType, cfg.Nanosecond),
 	}
 	s.clients.Store(&[]*client{})
 	return s, nil
@@ -210,7 +218,9 @@ func (s *Server) admit(conn net.Conn) {
 	remote := conn.RemoteAddr().String()
 	if len(s.cfg.Allow) > 0 && !s.allowed(conn.RemoteAddr()) {
 		s.rejectNotAllowed.Add(1)
-		s.log.Warn("pcap-over-tcp client rejected: address not allowed", "remote", remote)
+		if ok, quiet := s.rejectLog.Allow(RejectNotAllowed); ok {
+			s.log.Warn("pcap-over-tcp client rejected: address not allowed", "remote", remote, "similar_not_logged", quiet)
+		}
 		conn.Close()
 		return
 	}
@@ -224,7 +234,9 @@ func (s *Server) admit(conn net.Conn) {
 	if len(cur) >= s.cfg.MaxClients {
 		s.mu.Unlock()
 		s.rejectMaxCli.Add(1)
-		s.log.Warn("pcap-over-tcp client rejected: too many clients", "remote", remote, "max_clients", s.cfg.MaxClients)
+		if ok, quiet := s.rejectLog.Allow(RejectMaxClients); ok {
+			s.log.Warn("pcap-over-tcp client rejected: too many clients", "remote", remote, "max_clients", s.cfg.MaxClients, "similar_not_logged", quiet)
+		}
 		conn.Close()
 		return
 	}

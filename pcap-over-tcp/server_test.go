@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -367,6 +368,48 @@ func TestMaxClients(t *testing.T) {
 	}
 	c.Close()
 	conns[1].Close()
+}
+
+// TestRejectionsLoggedOnce: a client retrying in a loop against a full
+// server is counted every time but logged once per interval.
+func TestRejectionsLoggedOnce(t *testing.T) {
+	var buf syncBuffer
+	s := startServer(t, ServerConfig{MaxClients: 1, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	_, c, err := Dial(context.Background(), s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitClients(t, s, 1)
+	const tries = 200
+	for range tries {
+		expectRejected(t, s.Addr().String())
+	}
+	if st := s.Stats(); st.RejectedMaxClients != tries {
+		t.Fatalf("%d rejections counted, want %d", st.RejectedMaxClients, tries)
+	}
+	if n := strings.Count(buf.String(), "too many clients"); n != 1 {
+		t.Fatalf("%d rejection lines logged for %d rejections, want 1:\n%s", n, tries, buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestPortInUse(t *testing.T) {

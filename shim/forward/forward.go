@@ -19,6 +19,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pano-observability/pano/internal/lograte"
 	"github.com/pano-observability/pano/shim/follow"
 	"github.com/pano-observability/pano/shim/metrics"
 	"github.com/pano-observability/pano/shim/position"
@@ -52,7 +53,7 @@ type Forwarder struct {
 	// seems to go back.
 	resentMu sync.Mutex
 	resent   int64
-	limit    *limiter
+	limit    *lograte.Limiter
 }
 
 // New checks cfg and registers the metrics.
@@ -82,7 +83,7 @@ func New(cfg Config) (*Forwarder, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Forwarder{cfg: cfg, log: cfg.Logger, store: store, limit: newLimiter(10 * time.Second)}
+	f := &Forwarder{cfg: cfg, log: cfg.Logger, store: store, limit: lograte.New(10 * time.Second)}
 	f.metrics = metrics.New(cfg.Registerer, func() float64 {
 		if p := f.prod.Load(); p != nil {
 			return float64(p.InFlight())
@@ -254,31 +255,4 @@ func sourceID(path string, id follow.Identity) uint64 {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s\x00%d\x00%d", path, id.Dev, id.Ino)
 	return h.Sum64()
-}
-
-// limiter lets one log line per kind through per interval.
-type limiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]time.Time
-	quiet map[string]int
-}
-
-func newLimiter(every time.Duration) *limiter {
-	return &limiter{every: every, last: map[string]time.Time{}, quiet: map[string]int{}}
-}
-
-// allow reports whether to log now, and how many were suppressed since.
-func (l *limiter) allow(kind string) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if now.Sub(l.last[kind]) < l.every {
-		l.quiet[kind]++
-		return false, 0
-	}
-	l.last[kind] = now
-	n := l.quiet[kind]
-	l.quiet[kind] = 0
-	return true, n
 }

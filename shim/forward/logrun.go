@@ -229,7 +229,7 @@ func (lr *logRun) headerIfReset(line follow.Line) []string {
 func (lr *logRun) malformed(line follow.Line, err error) {
 	kind := zeeklog.ErrorKind(err)
 	lr.f.metrics.Errors.WithLabelValues(lr.path, kind).Inc()
-	if ok, quiet := lr.f.limit.allow(lr.path + "\x00" + kind); ok {
+	if ok, quiet := lr.f.limit.Allow(lr.path + "\x00" + kind); ok {
 		lr.log.Warn("skipping malformed line", "kind", kind, "end_offset", line.End, "err", err, "similar_lines_not_logged", quiet)
 	}
 }
