@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pano-observability/pano/internal/testenv"
 )
 
 // seqPackets returns n packets of the same size, each a real DNS query
@@ -373,7 +375,7 @@ func TestMaxClients(t *testing.T) {
 // TestRejectionsLoggedOnce: a client retrying in a loop against a full
 // server is counted every time but logged once per interval.
 func TestRejectionsLoggedOnce(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	s := startServer(t, ServerConfig{MaxClients: 1, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	_, c, err := Dial(context.Background(), s.Addr().String())
 	if err != nil {
@@ -391,25 +393,6 @@ func TestRejectionsLoggedOnce(t *testing.T) {
 	if n := strings.Count(buf.String(), "too many clients"); n != 1 {
 		t.Fatalf("%d rejection lines logged for %d rejections, want 1:\n%s", n, tries, buf.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from several
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestPortInUse(t *testing.T) {

@@ -1,7 +1,6 @@
 package ifaces
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +17,6 @@ import (
 
 	"github.com/pano-observability/pano/internal/testenv"
 )
-
-// syncBuffer is a log destination the watch goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWatchSurvivesUserSpaceMessages: a process with CAP_NET_ADMIN can
 // send to the link multicast group; the watch logs such a message and
@@ -65,7 +45,7 @@ func TestWatchSurvivesUserSpaceMessages(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	events := make(chan Event, 16)
 	watchErr := make(chan error, 1)

@@ -69,31 +69,12 @@ func TestProduceAndReadBack(t *testing.T) {
 	for _, comp := range []string{"lz4", "zstd", "snappy", "gzip", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			cfg := Config{Compression: comp, FlushLinger: 5 * time.Millisecond, FlushBytes: 16 << 10, MaxInFlight: 100}
-			sc, err := SaramaConfig(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			client, err := sarama.NewClient([]string{k.Bootstrap}, sc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			parts, err := client.Partitions("rb")
-			if err != nil {
-				t.Fatal(err)
-			}
+			client, p, out := newTestProducer(t, k, cfg, "rb")
 			before, err := EndOffsets(client, "rb")
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := NewProducer(client, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := p.Topic("rb", int32(len(parts)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			parts := out.lanes
 			const n = 3000
 			acks := &ackCount{offs: map[int32][]int64{}}
 			src := uint64(len(comp))

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,32 +21,14 @@ import (
 
 const trace = "../../testdata/zeek-dns-nsec.pcap"
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // startServe runs "serve" in-process and returns its address and a
 // channel closed when it returns, after which *result holds its error.
-func startServe(t *testing.T, args ...string) (string, <-chan struct{}, *error, *syncBuffer) {
+func startServe(t *testing.T, args ...string) (string, <-chan struct{}, *error, *testenv.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	done := make(chan struct{})
 	var result error
 	go func() {
@@ -249,7 +230,7 @@ func TestProgramWithTcpdumpAndTshark(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	serve := exec.Command(bin, "serve", "-file", trace, "-addr", "127.0.0.1:0", "-loop", "2", "-wait-clients", "2")
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	serve.Stderr = logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -318,7 +299,7 @@ func TestProgramWithTcpdumpAndTshark(t *testing.T) {
 	}
 }
 
-func eventuallyMatch(t *testing.T, logs *syncBuffer, ok func(string) bool) {
+func eventuallyMatch(t *testing.T, logs *testenv.SyncBuffer, ok func(string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !ok(logs.String()) {
