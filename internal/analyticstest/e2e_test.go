@@ -41,13 +41,7 @@ const (
 func TestDNSLogThroughPipelineMatchesDashboard(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	k := testenv.StartKafka(t)
-	k.CreateTopic(t, "dns", 1)
-
-	flpYAML, err := os.ReadFile(filepath.Join(root, "fl-pipeline-config", "flowlogs-pipeline.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flp := testenv.StartFLP(t, testenv.FLPConfigWithKafka(t, string(flpYAML), k.Bootstrap))
+	flp := testenv.StartPANOFLP(t, k)
 	src := startSource(t, k)
 
 	promYAML, targets := prometheusConfig(t, root, hostPort(t, flp.MetricsURL), src.MetricsAddr())

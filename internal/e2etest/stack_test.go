@@ -285,12 +285,7 @@ func startChain(t testing.TB, ifaces []string, streams int) *chain {
 	agentBin, shimBin := binaries(t)
 
 	k := testenv.StartKafka(t)
-	k.CreateTopic(t, "dns", 1)
-	flpYAML, err := os.ReadFile(filepath.Join(root, "fl-pipeline-config", "flowlogs-pipeline.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flp := testenv.StartFLP(t, testenv.FLPConfigWithKafka(t, string(flpYAML), k.Bootstrap))
+	flp := testenv.StartPANOFLP(t, k)
 
 	c := &chain{ag: startAgent(t, agentBin, ifaces, streams)}
 	logDir := t.TempDir()

@@ -200,3 +200,16 @@ func FLPConfigWithKafka(t testing.TB, configYAML, bootstrap string) string {
 	}
 	return string(out)
 }
+
+// StartPANOFLP starts flowlogs-pipeline with the repository's own
+// configuration (fl-pipeline-config/flowlogs-pipeline.yaml), reading the
+// dns topic of k, which it creates with one partition as the demo does.
+func StartPANOFLP(t testing.TB, k *Kafka) *FLP {
+	t.Helper()
+	k.CreateTopic(t, "dns", 1)
+	cfg, err := os.ReadFile(filepath.Join(RepoRoot(t), "fl-pipeline-config", "flowlogs-pipeline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StartFLP(t, FLPConfigWithKafka(t, string(cfg), k.Bootstrap))
+}
