@@ -7,15 +7,18 @@ import (
 	"testing"
 )
 
-// FuzzConvertJSON: the converter accepts exactly the JSON objects that
-// encoding/json accepts, its output is valid JSON, and flat input keeps
-// every value.
+// FuzzConvertJSON: the converter does what its general path alone does
+// (the fast path changes nothing), accepts exactly the JSON objects that encoding/json
+// accepts, its output is valid JSON, and flat input keeps every value.
 func FuzzConvertJSON(f *testing.F) {
 	f.Add([]byte(`{"ts":1795642521.689299,"uid":"CI8ddR33VLCIehSzKd","id.orig_h":"10.253.0.1","id.orig_p":43259,"rtt":0.0006518363952636719,"answers":["192.0.2.10"],"TTLs":[300.0],"AA":true}`))
 	f.Add([]byte(`{"a":{"b.c":[1,{"d":null}]},"e":"\u00e9\n"}`))
 	f.Add([]byte(`{"a":1,}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		out, uid, err := ConvertJSON(nil, line, "_")
+		if want, wuid, werr := convertJSONGeneral(nil, line, "_"); !bytes.Equal(out, want) || uid != wuid || errText(err) != errText(werr) {
+			t.Fatalf("%q: got %q %q %v, general %q %q %v", line, out, uid, err, want, wuid, werr)
+		}
 		var v any
 		stdErr := json.Unmarshal(line, &v)
 		_, isObj := v.(map[string]any)
@@ -50,8 +53,9 @@ func FuzzConvertJSON(f *testing.F) {
 	})
 }
 
-// FuzzTSV: any line after a real header either converts to valid JSON or
-// is rejected with a kind; it never panics.
+// FuzzTSV: any line after a real header converts as the general path
+// converts it, either to valid JSON or rejected with a kind; it never
+// panics.
 func FuzzTSV(f *testing.F) {
 	f.Add([]byte("1592402712.248901\tCHhAvVGS1DHFjwGM9\t192.168.3.138\t63374\t192.168.3.1\t53\tudp\t20877\t-\tus.v27.distributed.net\t1\tC_INTERNET\t1\tA\t-\t-\tF\tF\tT\tF\t2\t-\t-\tF\t0\tquery\tUs.V27.DiStRiBuTeD.NET"))
 	f.Add([]byte("1.0\tC\t::1\t1\t::1\t53\ttcp\t1\t0.5\tq\t1\tC\t1\tA\t0\tNOERROR\tT\tF\tT\tF\t0\ta,b\t1.0,2.0\tF\t0\tquery\t\\x2d"))
@@ -63,11 +67,11 @@ func FuzzTSV(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		p := NewParser("_")
+		d := diffPair{p, newGeneralParser("_")}
 		for _, h := range header {
-			if _, _, _, err := p.Parse(nil, []byte(h)); err != nil {
-				t.Fatal(err)
-			}
+			d.line(t, []byte(h))
 		}
+		d.line(t, line)
 		out, _, typ, err := p.Parse(nil, line)
 		if err != nil {
 			if ErrorKind(err) == "other" {

@@ -28,6 +28,16 @@ type jsonConv struct {
 // extended dst and the value of the top-level "uid" string member ("" when
 // absent).
 func ConvertJSON(dst, line []byte, repl string) ([]byte, string, error) {
+	if out, uid, ok := convertZeekJSON(dst, line, repl); ok {
+		return out, uid, nil
+	}
+	return convertJSONGeneral(dst, line, repl)
+}
+
+// convertJSONGeneral is ConvertJSON without the fast path: it reads any
+// line. The tests also run it alone, as the oracle convertZeekJSON must
+// agree with.
+func convertJSONGeneral(dst, line []byte, repl string) ([]byte, string, error) {
 	c := jsonConv{src: line, dst: dst, repl: repl, first: true}
 	c.ws()
 	if c.i >= len(c.src) || c.src[c.i] != '{' {
@@ -45,16 +55,176 @@ func ConvertJSON(dst, line []byte, repl string) ([]byte, string, error) {
 	return c.dst, c.uid, nil
 }
 
-func (c *jsonConv) ws() {
-	for c.i < len(c.src) {
-		switch c.src[c.i] {
-		case ' ', '\t', '\r', '\n':
-			c.i++
+// convertZeekJSON is ConvertJSON for lines written as Zeek writes them: no
+// whitespace, no escapes in member names, no objects in values, no arrays
+// in arrays, and a one-byte repl. There the output is the line itself with
+// the '.' in member names replaced, so it copies the line at once, then
+// validates it (in full, as ConvertJSON) and renames in place. For any
+// other line, valid or not, it reports !ok (and out is nil); ConvertJSON
+// then reads the line the general way, which also makes the error the
+// same whichever way a line is rejected.
+func convertZeekJSON(dst, src []byte, repl string) (out []byte, uid string, ok bool) {
+	if len(repl) != 1 || len(src) < 2 || src[0] != '{' || src[len(src)-1] != '}' {
+		return nil, "", false
+	}
+	base := len(dst)
+	dst = append(dst, src...)
+	if len(src) == 2 {
+		return dst, "", true // {}
+	}
+	// out[k] is the copy of src[k]: a name renamed there is renamed in dst.
+	out = dst[base:][:len(src)]
+	i := 1
+	for {
+		// A member name; i is at its opening quote. Its '.' are renamed
+		// as they are met (to '.' itself when repl is ".").
+		if src[i] != '"' {
+			return nil, "", false
+		}
+		j := i + 1
+		for ; j < len(src); j++ {
+			if c := nameClass[src[j]]; c != 0 {
+				if c != '.' {
+					break
+				}
+				out[j] = repl[0]
+			}
+		}
+		if j >= len(src) || src[j] != '"' {
+			return nil, "", false
+		}
+		isUID := j-i == 4 && string(src[i+1:j]) == "uid"
+		if i = j + 1; i+1 >= len(src) || src[i] != ':' {
+			return nil, "", false
+		}
+		i++
+
+		// Its value; i is at its first byte, and i < len(src).
+		switch b := src[i]; {
+		case b == '"':
+			j := stringRun(src, i+1)
+			if j >= len(src) || src[j] != '"' {
+				return nil, "", false
+			}
+			if isUID {
+				if v := src[i+1 : j]; utf8.Valid(v) {
+					uid = string(v) // no escapes: stringRun stops at '\\'
+				} else {
+					uid = decodeJSONString(src[i : j+1])
+				}
+			}
+			i = j + 1
+		case b-'0' <= 9 || b == '-':
+			// Most are small counts: test their digits here.
+			j := i + 1
+			for j < len(src) && src[j]-'0' <= 9 {
+				j++
+			}
+			if b == '0' && j > i+1 {
+				return nil, "", false // a leading zero: ConvertJSON says so
+			}
+			if b == '-' || j < len(src) && (src[j] == '.' || src[j]|0x20 == 'e') {
+				n := scanNumber(src[i:])
+				if n == 0 {
+					return nil, "", false
+				}
+				j = i + n
+			}
+			i = j
 		default:
-			return
+			if i = scanFlatValue(src, i, true); i < 0 {
+				return nil, "", false
+			}
+		}
+
+		// src ends with '}', and i < len(src) unless that '}' ended the
+		// last value: i == len(src) is malformed (say `{"a":"}`).
+		if i >= len(src) {
+			return nil, "", false
+		}
+		switch src[i] {
+		case ',':
+			i++ // < len(src): the line ends with '}'
+		case '}':
+			if i != len(src)-1 {
+				return nil, "", false
+			}
+			return dst, uid, true
+		default:
+			return nil, "", false
 		}
 	}
 }
+
+// nameClass is 0 for the bytes that go on a member name, '.' for the dot,
+// 1 for the bytes that end it (stringStop).
+var nameClass = func() (t [256]byte) {
+	for b, stop := range stringStop {
+		if stop {
+			t[b] = 1
+		}
+	}
+	t['.'] = '.'
+	return t
+}()
+
+// scanFlatValue returns the end of the string, number or literal starting
+// at src[i], with arrays also of an array of them; -1 when there is none
+// or it needs the general converter (whitespace, escapes, nesting).
+func scanFlatValue(src []byte, i int, arrays bool) int {
+	switch b := src[i]; {
+	case b == '"':
+		if j := stringRun(src, i+1); j < len(src) && src[j] == '"' {
+			return j + 1
+		}
+	case b >= '0' && b <= '9' || b == '-':
+		if n := scanNumber(src[i:]); n > 0 {
+			return i + n
+		}
+	case b == 't':
+		return flatLiteral(src, i, "true")
+	case b == 'f':
+		return flatLiteral(src, i, "false")
+	case b == 'n':
+		return flatLiteral(src, i, "null")
+	case b == '[' && arrays:
+		if i++; i < len(src) && src[i] == ']' {
+			return i + 1
+		}
+		for i < len(src) {
+			if i = scanFlatValue(src, i, false); i < 0 || i >= len(src) {
+				return -1
+			}
+			switch src[i] {
+			case ',':
+				i++
+			case ']':
+				return i + 1
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+// flatLiteral returns the end of lit at src[i], or -1 when it is not there.
+func flatLiteral(src []byte, i int, lit string) int {
+	if len(src)-i >= len(lit) && string(src[i:i+len(lit)]) == lit {
+		return i + len(lit)
+	}
+	return -1
+}
+
+func (c *jsonConv) ws() {
+	for c.i < len(c.src) && jsonSpace[c.src[c.i]] {
+		c.i++
+	}
+}
+
+// jsonSpace marks JSON's whitespace; a table lookup keeps ws small enough
+// to inline.
+var jsonSpace = [256]bool{' ': true, '\t': true, '\r': true, '\n': true}
 
 // afterMember reads what follows an array element or object member: ','
 // (more to come) or the closing byte (done).
@@ -211,17 +381,12 @@ func (c *jsonConv) appendRenamed(dst, key []byte) []byte {
 func (c *jsonConv) skipString() (escaped bool, err error) {
 	c.i++ // opening quote
 	for c.i < len(c.src) {
-		// Skip plain bytes in a tight loop; only the few that end or
-		// escape a string need a closer look.
-		i, src := c.i, c.src
-		for i < len(src) && !stringStop[src[i]] {
-			i++
-		}
-		if c.i = i; i >= len(src) {
+		// Skip plain bytes at once; only the few that end or escape a
+		// string need a closer look.
+		if c.i = stringRun(c.src, c.i); c.i >= len(c.src) {
 			break
 		}
-		b := src[i]
-		switch {
+		switch b := c.src[c.i]; {
 		case b == '"':
 			c.i++
 			return escaped, nil
@@ -246,10 +411,8 @@ func (c *jsonConv) skipString() (escaped bool, err error) {
 			default:
 				return escaped, c.syntax("bad escape")
 			}
-		case b < 0x20:
+		default: // b < 0x20
 			return escaped, c.syntax("control character in string")
-		default:
-			c.i++
 		}
 	}
 	return escaped, c.syntax("unterminated string")
@@ -348,19 +511,13 @@ func scanNumber(b []byte) int {
 	case i < len(b) && b[i] == '0':
 		i++
 	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
+		i = digitRun(b, i+1)
 	default:
 		return 0
 	}
 	if i < len(b) && b[i] == '.' {
-		i++
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
+		d := i + 1
+		if i = digitRun(b, d); i == d {
 			return 0
 		}
 	}
@@ -370,10 +527,7 @@ func scanNumber(b []byte) int {
 			i++
 		}
 		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
+		if i = digitRun(b, d); i == d {
 			return 0
 		}
 	}

@@ -58,6 +58,11 @@ const (
 type Parser struct {
 	repl string
 	tsv  tsvHeader
+	// generalOnly turns the fast paths (convertZeekJSON, recordPlain)
+	// off, leaving the general converters they fall back to. Only tests
+	// set it: such a parser is the differential oracle the fast paths
+	// must agree with, byte for byte.
+	generalOnly bool
 }
 
 // NewParser returns a parser that replaces '.' in field names with repl
@@ -76,12 +81,16 @@ func (p *Parser) Parse(dst, line []byte) (out []byte, uid string, typ LineType, 
 	switch {
 	case line[0] == '{' || p.tsv.fields == nil && line[0] != '#':
 		// Without a TSV header, the file is a JSON log.
-		out, uid, err = ConvertJSON(dst, line, p.repl)
+		if p.generalOnly {
+			out, uid, err = convertJSONGeneral(dst, line, p.repl)
+		} else {
+			out, uid, err = ConvertJSON(dst, line, p.repl)
+		}
 		return out, uid, Record, err
 	case line[0] == '#':
 		return dst, "", Meta, p.tsv.meta(line)
 	default:
-		out, uid, err = p.tsv.record(dst, line, p.repl)
+		out, uid, err = p.tsv.record(dst, line, p.repl, p.generalOnly)
 		return out, uid, Record, err
 	}
 }
