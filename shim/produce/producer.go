@@ -75,7 +75,7 @@ func NewProducer(client sarama.Client, c Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := initProducerID(client, c)
+	id, err := initProducerID(client)
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +113,7 @@ func NewProducer(client sarama.Client, c Config) (*Producer, error) {
 
 // initProducerID asks the cluster for a producer id, waiting while a
 // broker that just started is still loading its coordinator state.
-func initProducerID(client sarama.Client, c Config) (*sarama.InitProducerIDResponse, error) {
-	backoff := retryBackoff(c.RetryBackoff)
+func initProducerID(client sarama.Client) (*sarama.InitProducerIDResponse, error) {
 	for attempt := 0; ; attempt++ {
 		id, err := client.InitProducerID()
 		if err == nil && id.Err != sarama.ErrNoError {
@@ -126,8 +125,10 @@ func initProducerID(client sarama.Client, c Config) (*sarama.InitProducerIDRespo
 		switch {
 		case errors.Is(err, sarama.ErrOffsetsLoadInProgress), errors.Is(err, sarama.ErrConsumerCoordinatorNotAvailable),
 			errors.Is(err, sarama.ErrNotCoordinatorForConsumer):
-			if attempt < 20 {
-				time.Sleep(backoff(attempt))
+			// Loading takes a second or so: look again soon, for
+			// up to about half a minute.
+			if attempt < 60 {
+				time.Sleep(min(time.Duration(attempt+1)*50*time.Millisecond, time.Second))
 				continue
 			}
 		}

@@ -306,6 +306,10 @@ func TestRotationTruncation(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	appendFile(t, log, []byte(tsvHeader("2026-11-26-02-00-00")))
 	write(3000)
+	// A file renamed before the shim ever opened it is not its to
+	// follow: wait until it has read from this one (the start of a Kafka
+	// session, which opens the logs, can take a while on a busy machine).
+	waitMetric(t, p, "pano_shim_lines_read_total", 1, time.Minute)
 	// Rotation as Zeek does it: rename, then a new file with a new
 	// header, written at once.
 	if err := os.Rename(log, filepath.Join(dir, "dns.2026-11-26-02-00-00.log")); err != nil {
@@ -371,5 +375,17 @@ func TestMalformedLines(t *testing.T) {
 		if !strings.Contains(string(b), "kind="+kind) {
 			t.Errorf("no log line for kind %s", kind)
 		}
+	}
+}
+
+// waitMetric waits until the shim's metric reaches at least min.
+func waitMetric(t *testing.T, p *shimProc, name string, min float64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for p.metric(t, name) < min {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s below %v after %v", name, min, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
