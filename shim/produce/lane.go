@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -14,6 +15,15 @@ import (
 // unanswered at once: the most for which the broker keeps idempotent
 // batches in order (and remembers them to drop a resent copy).
 const requestsInFlight = 5
+
+// knownFor is how long after its last stored batch a partition's leader
+// is trusted to still know the producer. A broker that does not know a
+// producer (new producer id, or its state expired: after a day by
+// default) accepts any sequence number, so a batch sent behind a failed
+// one could be stored across the gap. Until a batch of the partition is
+// acknowledged, and again after a long silence, the lane sends one
+// request at a time.
+const knownFor = 10 * time.Minute
 
 // batch is a partition's records of one produce request.
 type batch struct {
@@ -26,6 +36,7 @@ type batch struct {
 // flight is a batch sent and waiting for the broker's answer.
 type flight struct {
 	b    *batch
+	seq  int32 // of its first record
 	req  *sarama.ProduceRequest
 	done chan struct{} // closed when resp or err is set
 	resp *sarama.ProduceResponse
@@ -61,10 +72,13 @@ type lane struct {
 	seq     int32          // sequence number of the next batch's first record; sender's
 	flights chan *flight   // sender to receiver, in the order sent
 	slots   chan struct{}  // one token per request in flight
+
+	lastStored atomic.Int64  // unix nanoseconds of the last acknowledged batch
+	answered   chan struct{} // receiver to sender: a request was answered
 }
 
 func newLane(t *Topic, partition int32) *lane {
-	return &lane{t: t, partition: partition, wake: make(chan struct{}, 1),
+	return &lane{t: t, partition: partition, wake: make(chan struct{}, 1), answered: make(chan struct{}, 1),
 		flights: make(chan *flight, requestsInFlight), slots: make(chan struct{}, requestsInFlight)}
 }
 
@@ -84,6 +98,14 @@ func (l *lane) send() {
 		b := l.take()
 		if b == nil {
 			return
+		}
+		// Alone on the wire while the leader may not know the producer.
+		for len(l.slots) > 0 && time.Since(time.Unix(0, l.lastStored.Load())) > knownFor {
+			select {
+			case <-l.answered:
+			case <-p.failed:
+				return
+			}
 		}
 		select {
 		case l.slots <- struct{}{}:
@@ -166,7 +188,7 @@ func (l *lane) start(b *batch) {
 		Records:          b.recs,
 	}
 	l.seq = nextSequence(l.seq, n)
-	f := &flight{b: b, req: &sarama.ProduceRequest{RequiredAcks: sarama.WaitForAll,
+	f := &flight{b: b, seq: rb.FirstSequence, req: &sarama.ProduceRequest{RequiredAcks: sarama.WaitForAll,
 		Timeout: int32(p.timeout / time.Millisecond), Version: p.reqVersion}, done: make(chan struct{})}
 	f.req.AddBatch(l.t.name, l.partition, rb)
 	l.gate.RLock()
@@ -223,7 +245,12 @@ func (l *lane) stored(b *batch, base int64) {
 		}
 	}
 	l.t.p.release(int64(len(b.recs)))
+	l.lastStored.Store(time.Now().UnixNano())
 	<-l.slots
+	select {
+	case l.answered <- struct{}{}:
+	default:
+	}
 }
 
 // recover runs after first failed with err: it stops the sender, collects
@@ -234,7 +261,6 @@ func (l *lane) recover(first *flight, err error) error {
 	p := l.t.p
 	l.gate.Lock()
 	defer l.gate.Unlock()
-	l.disconnectLocked()
 	failed := []*flight{first}
 	errs := []error{err}
 	for done := false; !done; {
@@ -254,6 +280,10 @@ func (l *lane) recover(first *flight, err error) error {
 			done = true // the sender waits at the gate: nothing else is out
 		}
 	}
+	// Every answer is in (or the connection broke): only now is closing
+	// it safe; closing earlier would turn definite answers into unknown
+	// ones. The resends go over a fresh connection to the leader.
+	l.disconnectLocked()
 	p.resent.Add(int64(len(failed)))
 	for i, f := range failed {
 		// A batch after a failed one is refused for the gap; only the
@@ -264,7 +294,7 @@ func (l *lane) recover(first *flight, err error) error {
 		}
 		for attempt := 0; ; attempt++ {
 			if err != nil && (!retriable(err) || attempt > p.retryMax) {
-				return fmt.Errorf("produce %d records to %s/%d (attempt %d): %w", len(f.b.recs), l.t.name, l.partition, attempt, err)
+				return fmt.Errorf("produce %d records (sequence %d) to %s/%d (attempt %d): %w", len(f.b.recs), f.seq, l.t.name, l.partition, attempt, err)
 			}
 			if err != nil {
 				select {

@@ -159,7 +159,7 @@ func TestFailsWhenBrokerStaysAway(t *testing.T) {
 func TestSurvivesBrokerRestart(t *testing.T) {
 	k := testenv.StartKafka(t)
 	k.CreateTopic(t, "restart", 2)
-	cfg := Config{FlushLinger: time.Millisecond, FlushBytes: 4 << 10, RetryMax: 30, RetryBackoff: 100 * time.Millisecond, MaxInFlight: 2000}
+	cfg := Config{FlushLinger: time.Millisecond, FlushBytes: 4 << 10, RetryMax: 120, RetryBackoff: 100 * time.Millisecond, MaxInFlight: 2000}
 	client, p, out := newTestProducer(t, k, cfg, "restart")
 	acks := &ackCount{offs: map[int32][]int64{}}
 	const n = 40000
