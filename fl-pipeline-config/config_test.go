@@ -98,9 +98,12 @@ func TestConfigsParseWithFlowlogsPipelineParser(t *testing.T) {
 		// The original names no consumer group (flowlogs-pipeline then
 		// uses $HOSTNAME); the benchmark sets one per run.
 		groupID bool
+		// PANO's ingest queues (README.md, Benchmark); the original keeps
+		// flowlogs-pipeline's defaults (0).
+		queue, batchMaxLen int
 	}{
-		{mainConfig, "ingest_dns", true},
-		{originalConfig, "ingest", false},
+		{mainConfig, "ingest_dns", true, 10000, 5000},
+		{originalConfig, "ingest", false, 0, 0},
 	} {
 		path := c.path
 		t.Run(path, func(t *testing.T) {
@@ -131,6 +134,10 @@ func TestConfigsParseWithFlowlogsPipelineParser(t *testing.T) {
 			}
 			if c.groupID && k.GroupID == "" {
 				t.Errorf("kafka ingest has no consumer group")
+			}
+			if k.PullQueueCapacity != c.queue || k.BatchMaxLen != c.batchMaxLen || k.PullMaxBytes != 0 || k.CommitInterval != 0 {
+				t.Errorf("kafka ingest queues: pullQueueCapacity %d, batchMaxLen %d, pullMaxBytes %d, commitInterval %d; want %d, %d, 0, 0",
+					k.PullQueueCapacity, k.BatchMaxLen, k.PullMaxBytes, k.CommitInterval, c.queue, c.batchMaxLen)
 			}
 			if root.MetricsSettings.Port != 9102 {
 				t.Errorf("metrics port = %d, want 9102", root.MetricsSettings.Port)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ func Groups() []Group {
 		benchGroup("pcap", "PCAP-over-TCP server fan-out and stream readers", pcapBench, pcapRows),
 		benchGroup("capture", "eBPF agent vs tcpdump on the same DNS traffic (root)", captureBench, captureRows),
 		benchGroup("shim", "pano-shim vs kcat, dns.log into Kafka", shimBench, shimRows),
-		benchGroup("flp", "flowlogs-pipeline, PANO's configuration vs the ported original", flpBench, flpRows),
+		{Key: "flp", About: "flowlogs-pipeline, PANO's configuration vs the ported original, per count of distinct query names", Run: runFLP},
 		{Key: "chain", About: "the whole chain's highest sustained queries/s with nothing lost (root)", Run: runChain},
 	}
 }
@@ -212,31 +213,100 @@ var shimRows = func() []comparison {
 	return rows
 }()
 
-// flp: internal/analyticstest/bench_test.go; 300,000 records through
-// each configuration.
-func flpBench(quick bool) GoBench {
-	g := GoBench{Pkg: "./internal/analyticstest/", Bench: "^BenchmarkFlowlogsPipelineConfigs$", Benchtime: "1x", Timeout: 20 * time.Minute}
-	_ = quick // the benchmark has no smaller input: each run is bounded by its own limit
-	return g
+// flp: internal/analyticstest/bench_test.go. For each count of distinct
+// query names in PANO_BENCH_NAMES, 300,000 records through each
+// configuration in sub-benchmarks names=N/{pano,original,ingest-floor},
+// each reporting records/s, records/CPU-s and records (how many it
+// processed: fewer than all when it reached PANO_BENCH_LIMIT, and its
+// rates are then over those). One row per count.
+const (
+	flpPkg     = "./internal/analyticstest/"
+	flpBench   = "BenchmarkFlowlogsPipelineConfigs"
+	flpRecords = 300_000
+)
+
+var (
+	// The benchmark's own default (see there): 10,000, 60,000 (where the
+	// original runs at about 3,000 records/s on two cores) and 300,000
+	// (every query a different name).
+	flpNames      = []int{10_000, 60_000, 300_000}
+	flpLimit      = 75 * time.Second
+	flpQuickNames = []int{10_000, 60_000}
+	flpQuickLimit = 30 * time.Second
+)
+
+func flpSweep(quick bool) ([]int, time.Duration) {
+	if quick {
+		return flpQuickNames, flpQuickLimit
+	}
+	return flpNames, flpLimit
 }
 
-var flpRows = []comparison{
-	{
-		name:   "flowlogs-pipeline: PANO's configuration vs the ported original, records/s",
-		ours:   ref{"BenchmarkFlowlogsPipelineConfigs/pano", "records/s"},
-		peer:   ref{"BenchmarkFlowlogsPipelineConfigs/original", "records/s"},
+func flpGoBench(quick bool) GoBench {
+	names, limit := flpSweep(quick)
+	var ns []string
+	for _, n := range names {
+		ns = append(ns, strconv.Itoa(n))
+	}
+	return GoBench{
+		Pkg: flpPkg, Bench: "^" + flpBench + "$", Benchtime: "1x", Timeout: 20 * time.Minute,
+		Env: []string{"PANO_BENCH_NAMES=" + strings.Join(ns, ","), "PANO_BENCH_LIMIT=" + limit.String()},
+	}
+}
+
+func runFLP(ctx context.Context, r *Runner) ([]results.Row, results.Method) {
+	g := flpGoBench(r.Quick)
+	rep, err := r.Run(ctx, g)
+	names, limit := flpSweep(r.Quick)
+	rows := make([]results.Row, 0, len(names))
+	for _, n := range names {
+		rows = append(rows, flpRow(rep, err, n, limit))
+	}
+	return rows, results.Method{Rows: "flp", Command: g.Command()}
+}
+
+// flpRow is one count of names: records/s of ours against the original's,
+// and in the notes the same per CPU-second, the ingest-only floor, and
+// which configuration stopped at the limit.
+func flpRow(rep *gobench.Report, runErr error, names int, limit time.Duration) results.Row {
+	sub := fmt.Sprintf("%s/names=%d/", flpBench, names)
+	c := comparison{
+		name:   fmt.Sprintf("flowlogs-pipeline, %s distinct query names: PANO's configuration vs the ported original", results.Number(float64(names))),
+		ours:   ref{sub + "pano", "records/s"},
+		peer:   ref{sub + "original", "records/s"},
 		better: "higher",
-		notes: []note{
-			{label: "ingest-only floor", ref: ref{"BenchmarkFlowlogsPipelineConfigs/ingest-floor", "records/s"}},
-		},
-	},
-	{
-		name:   "flowlogs-pipeline: PANO's configuration vs the ported original, per CPU-second",
-		ours:   ref{"BenchmarkFlowlogsPipelineConfigs/pano", "records/CPU-s"},
-		peer:   ref{"BenchmarkFlowlogsPipelineConfigs/original", "records/CPU-s"},
-		better: "higher",
-		notes: []note{
-			{label: "ingest-only floor", ref: ref{"BenchmarkFlowlogsPipelineConfigs/ingest-floor", "records/CPU-s"}},
-		},
-	},
+	}
+	row := c.row(rep, runErr)
+	if row.Err != nil {
+		return row
+	}
+	notes := []string{row.Notes}
+	cpu := map[string]float64{}
+	for _, cfg := range []string{"pano", "original", "ingest-floor"} {
+		if v, err := rep.Value(sub+cfg, "records/CPU-s"); err == nil && v > 0 {
+			cpu[cfg] = v
+		}
+	}
+	if len(cpu) == 3 {
+		notes = append(notes, fmt.Sprintf("per CPU-second: ours %s, original %s (%s)",
+			results.Value(cpu["pano"], "records/CPU-s"), results.Value(cpu["original"], "records/CPU-s"), results.Ratio(cpu["pano"], cpu["original"])))
+	} else {
+		notes = append(notes, "per CPU-second: not measured")
+	}
+	floor := "ingest-only floor: not reported"
+	if v, err := rep.Value(sub+"ingest-floor", "records/s"); err == nil {
+		floor = "ingest-only floor " + results.Value(v, "records/s")
+		if cpu["ingest-floor"] > 0 {
+			floor += ", " + results.Value(cpu["ingest-floor"], "records/CPU-s")
+		}
+	}
+	notes = append(notes, floor)
+	for _, cfg := range []string{"pano", "original", "ingest-floor"} {
+		if n, err := rep.Value(sub+cfg, "records"); err == nil && n < flpRecords {
+			notes = append(notes, fmt.Sprintf("%s stopped at the %v limit after %s of %s records: its rates are over those",
+				cfg, limit, results.Number(n), results.Number(flpRecords)))
+		}
+	}
+	row.Notes = strings.Join(notes, "; ")
+	return row
 }

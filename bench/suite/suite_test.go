@@ -132,3 +132,41 @@ func TestGroupKeys(t *testing.T) {
 		seen[g.Key] = true
 	}
 }
+
+func TestFLPRows(t *testing.T) {
+	rep := parse(t, `BenchmarkFlowlogsPipelineConfigs/names=10000/pano-2 1 13366222459 ns/op 300000 records 40000 records/CPU-s 60000 records/s
+BenchmarkFlowlogsPipelineConfigs/names=10000/original-2 1 19879193438 ns/op 300000 records 10000 records/CPU-s 15000 records/s
+BenchmarkFlowlogsPipelineConfigs/names=10000/ingest-floor-2 1 5663407757 ns/op 300000 records 50000 records/CPU-s 55000 records/s
+BenchmarkFlowlogsPipelineConfigs/names=10000/ratios-2 1 2234 ns/op 1.09 pano/floor 0.8 pano/floor-CPU 4 pano/original 4 pano/original-CPU
+BenchmarkFlowlogsPipelineConfigs/names=300000/pano-2 1 1 ns/op 300000 records 40000 records/CPU-s 60000 records/s
+BenchmarkFlowlogsPipelineConfigs/names=300000/original-2 1 1 ns/op 144281 records 1000 records/CPU-s 1200 records/s
+`)
+	row := flpRow(rep, nil, 10000, 90*time.Second)
+	want := "higher is better; per CPU-second: ours 40,000 records/CPU-s, original 10,000 records/CPU-s (4.00x); ingest-only floor 55,000 records/s, 50,000 records/CPU-s"
+	if row.Err != nil || row.Name != "flowlogs-pipeline, 10,000 distinct query names: PANO's configuration vs the ported original" ||
+		row.Ours != "60,000 records/s" || row.Peer != "15,000 records/s" || row.Ratio != "4.00x" || row.Notes != want {
+		t.Errorf("10,000 names: %+v", row)
+	}
+	// No floor in the run, and the original stopped at the limit.
+	row = flpRow(rep, nil, 300000, 90*time.Second)
+	if row.Err != nil || row.Ratio != "50.00x" ||
+		!strings.Contains(row.Notes, "per CPU-second: not measured") ||
+		!strings.Contains(row.Notes, "ingest-only floor: not reported") ||
+		!strings.Contains(row.Notes, "original stopped at the 1m30s limit after 144,281 of 300,000 records: its rates are over those") ||
+		strings.Contains(row.Notes, "pano stopped") {
+		t.Errorf("300,000 names: %+v", row)
+	}
+	// A count that did not run: the row says what is missing.
+	row = flpRow(rep, nil, 40000, 90*time.Second)
+	if row.Err == nil || !strings.Contains(row.Err.Error(), "names=40000/pano") {
+		t.Errorf("40,000 names: %+v", row)
+	}
+	runErr := errors.New("go test ./internal/analyticstest/: exit status 1")
+	if row = flpRow(rep, runErr, 40000, 90*time.Second); !errors.Is(row.Err, runErr) {
+		t.Errorf("40,000 names, the run failed: %+v", row)
+	}
+	g := flpGoBench(false)
+	if want := "PANO_BENCH_NAMES=10000,60000,300000 PANO_BENCH_LIMIT=1m15s go test -run '^$' -bench '^BenchmarkFlowlogsPipelineConfigs$' -benchtime 1x -count 1 -timeout 20m0s -v ./internal/analyticstest/"; g.Command() != want {
+		t.Errorf("Command = %q, want %q", g.Command(), want)
+	}
+}
