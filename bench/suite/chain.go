@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,13 +36,9 @@ func chainGoBench(quick bool) GoBench {
 	if quick {
 		rates, step = chainQuickRates, chainQuickStep
 	}
-	var rs []string
-	for _, r := range rates {
-		rs = append(rs, strconv.Itoa(r))
-	}
 	return GoBench{
 		Pkg: chainPkg, Bench: "^" + chainBench + "$", Benchtime: "1x", Timeout: 15 * time.Minute,
-		Env: []string{"PANO_BENCH_RATES=" + strings.Join(rs, ","), "PANO_BENCH_STEP=" + step.String()},
+		Env: []string{"PANO_BENCH_RATES=" + commaList(rates), "PANO_BENCH_STEP=" + step.String()},
 	}
 }
 

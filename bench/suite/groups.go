@@ -244,13 +244,9 @@ func flpSweep(quick bool) ([]int, time.Duration) {
 
 func flpGoBench(quick bool) GoBench {
 	names, limit := flpSweep(quick)
-	var ns []string
-	for _, n := range names {
-		ns = append(ns, strconv.Itoa(n))
-	}
 	return GoBench{
 		Pkg: flpPkg, Bench: "^" + flpBench + "$", Benchtime: "1x", Timeout: 20 * time.Minute,
-		Env: []string{"PANO_BENCH_NAMES=" + strings.Join(ns, ","), "PANO_BENCH_LIMIT=" + limit.String()},
+		Env: []string{"PANO_BENCH_NAMES=" + commaList(names), "PANO_BENCH_LIMIT=" + limit.String()},
 	}
 }
 
@@ -309,4 +305,14 @@ func flpRow(rep *gobench.Report, runErr error, names int, limit time.Duration) r
 	}
 	row.Notes = strings.Join(notes, "; ")
 	return row
+}
+
+// commaList writes numbers as the benchmarks' environment variables take
+// them: "2000,5000".
+func commaList(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
 }
