@@ -1,7 +1,6 @@
 package stacktest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,12 +36,12 @@ func serviceEnv(s types.ServiceConfig, override ...string) []string {
 
 // startIn starts a long-running program inside the namespace, stopped by
 // SIGTERM at cleanup; its output goes to the returned buffer.
-func startIn(t *testing.T, ns *testenv.Netns, env []string, name string, args ...string) *lockedBuffer {
+func startIn(t *testing.T, ns *testenv.Netns, env []string, name string, args ...string) *testenv.SyncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := ns.Command(ctx, name, args...)
 	cmd.Env = env
-	out := &lockedBuffer{}
+	out := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -61,25 +59,6 @@ func startIn(t *testing.T, ns *testenv.Netns, env []string, name string, args ..
 		}
 	})
 	return out
-}
-
-// lockedBuffer is a bytes.Buffer safe for a process writing to it while
-// the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // waitHealthy runs a compose health check inside the namespace until it
