@@ -81,13 +81,8 @@ func SaramaConfig(c Config) (*sarama.Config, error) {
 	if c.FlushBytes < 0 || c.MaxInFlight < 0 || c.RetryMax < 0 {
 		return nil, errors.New("batch bytes, max in flight and retries must not be negative")
 	}
-	base := c.RetryBackoff
-	if base <= 0 {
-		base = 100 * time.Millisecond
-	}
-	sc.Metadata.Retry.BackoffFunc = func(retries, _ int) time.Duration {
-		return min(base<<min(retries, 10), 10*base)
-	}
+	backoff := retryBackoff(c.RetryBackoff)
+	sc.Metadata.Retry.BackoffFunc = func(retries, _ int) time.Duration { return backoff(retries) }
 	// Reading back after a restart stops at the end of each partition:
 	// do not let the broker hold an empty fetch for long.
 	sc.Consumer.MaxWaitTime = 50 * time.Millisecond
