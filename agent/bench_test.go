@@ -238,16 +238,11 @@ func (a *agentProcess) cpu(b *testing.B) float64 {
 }
 
 func procCPU(b *testing.B, pid int) float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := testenv.ProcessCPU(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 (1-based) of the whole line.
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	return d.Seconds()
 }
 
 // bpfRuntime is the time the kernel spent in the agent's programs on the

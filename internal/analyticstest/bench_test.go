@@ -498,22 +498,17 @@ func procStat(pid int) []string {
 	return strings.Fields(string(data[i+1:]))
 }
 
-// cpuSeconds is the user+system CPU time of pid, in seconds (proc(5)
-// reports it in USER_HZ, 100 per second).
+// cpuSeconds is the user+system CPU time of pid in seconds; 0 when it
+// cannot be read.
 func cpuSeconds(pid int) float64 {
 	if pid <= 0 {
 		return 0
 	}
-	f := procStat(pid)
-	if len(f) < 13 {
+	d, err := testenv.ProcessCPU(pid)
+	if err != nil {
 		return 0
 	}
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	return (utime + stime) / 100
+	return d.Seconds()
 }
 
 // benchProgress returns how many of benchRecords the least advanced

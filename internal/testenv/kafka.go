@@ -29,6 +29,7 @@ type Kafka struct {
 	dir      string // config, data and log of this broker
 	logPath  string
 	javaPath string
+	extra    kafkaExtra // secured listeners and their settings, if any
 
 	mu   sync.Mutex
 	proc *svcProc // nil while stopped
@@ -52,6 +53,36 @@ func KafkaSaramaConfig() *sarama.Config {
 // printed if the test fails. Topics are never created automatically.
 func StartKafka(t testing.TB) *Kafka {
 	t.Helper()
+	return startKafka(t, nil)
+}
+
+// StartKafkaWith is StartKafka with more server.properties lines, which
+// override the test defaults: benchmarks use it for a broker sized like a
+// real one (the tests' 1 MiB segments make the broker roll and flush a
+// segment per MiB, which costs more than the clients being compared).
+func StartKafkaWith(t testing.TB, props ...string) *Kafka {
+	t.Helper()
+	return startKafka(t, func() kafkaExtra { return kafkaExtra{props: props} })
+}
+
+// kafkaExtra is what a variant of the broker adds to the plain one's
+// configuration.
+type kafkaExtra struct {
+	listeners  []kafkaListener
+	props      []string // more server.properties lines
+	formatArgs []string // more arguments to the storage format
+}
+
+// kafkaListener is one more listener on loopback.
+type kafkaListener struct {
+	name, protocol string // listener name and its security protocol
+	port           int
+}
+
+// startKafka is StartKafka with extra configuration. plan, if not nil, is
+// called on every start attempt so that it picks fresh ports.
+func startKafka(t testing.TB, plan func() kafkaExtra) *Kafka {
+	t.Helper()
 	java := RequireProgram(t, "java", "openjdk-17-jre-headless")
 	home := kafkaHome(t)
 	var lastErr error
@@ -60,6 +91,9 @@ func StartKafka(t testing.TB) *Kafka {
 		k.logPath = filepath.Join(k.dir, "kafka.log")
 		port, ctrlPort := FreePort(t), FreePort(t)
 		k.Bootstrap = net4(port)
+		if plan != nil {
+			k.extra = plan()
+		}
 		start := time.Now()
 		if err := k.configure(port, ctrlPort); err != nil {
 			t.Fatalf("kafka: %v", err)
@@ -110,15 +144,23 @@ func kafkaHome(t testing.TB) string {
 // configure writes server.properties and log4j2.properties and formats the
 // storage directory.
 func (k *Kafka) configure(port, ctrlPort int) error {
+	listeners := []string{"PLAINTEXT://" + net4(port), "CONTROLLER://" + net4(ctrlPort)}
+	advertised := []string{"PLAINTEXT://" + net4(port)}
+	protocols := []string{"PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"}
+	for _, l := range k.extra.listeners {
+		listeners = append(listeners, l.name+"://"+net4(l.port))
+		advertised = append(advertised, l.name+"://"+net4(l.port))
+		protocols = append(protocols, l.name+":"+l.protocol)
+	}
 	props := []string{
 		"process.roles=broker,controller",
 		"node.id=1",
 		fmt.Sprintf("controller.quorum.voters=1@127.0.0.1:%d", ctrlPort),
-		fmt.Sprintf("listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d", port, ctrlPort),
-		"advertised.listeners=PLAINTEXT://" + net4(port),
+		"listeners=" + strings.Join(listeners, ","),
+		"advertised.listeners=" + strings.Join(advertised, ","),
 		"controller.listener.names=CONTROLLER",
 		"inter.broker.listener.name=PLAINTEXT",
-		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		"listener.security.protocol.map=" + strings.Join(protocols, ","),
 		"log.dirs=" + filepath.Join(k.dir, "data"),
 		// Tests create their topics; a typo must fail, not create one.
 		"auto.create.topics.enable=false",
@@ -139,6 +181,7 @@ func (k *Kafka) configure(port, ctrlPort int) error {
 		"log.segment.bytes=1048576",
 		"log.index.size.max.bytes=1048576",
 	}
+	props = append(props, k.extra.props...)
 	if err := os.WriteFile(k.path("server.properties"), []byte(strings.Join(props, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -166,7 +209,8 @@ func (k *Kafka) configure(port, ctrlPort int) error {
 	clusterID := base64.RawURLEncoding.EncodeToString(id)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := k.java(ctx, "kafka.tools.StorageTool", "format", "--cluster-id", clusterID, "--config", k.path("server.properties"))
+	args := append([]string{"format", "--cluster-id", clusterID, "--config", k.path("server.properties")}, k.extra.formatArgs...)
+	cmd := k.java(ctx, "kafka.tools.StorageTool", args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("format storage: %w\n%s", err, out)
 	}
@@ -244,15 +288,26 @@ func (k *Kafka) halt() {
 }
 
 // CreateTopic creates a topic (replication factor 1) and waits until every
-// partition has a leader.
+// partition has a leader that answers for it.
 func (k *Kafka) CreateTopic(t testing.TB, name string, partitions int) {
 	t.Helper()
+	k.CreateTopicConfig(t, name, partitions, nil)
+}
+
+// CreateTopicConfig is CreateTopic with topic settings (for example
+// max.message.bytes).
+func (k *Kafka) CreateTopicConfig(t testing.TB, name string, partitions int, config map[string]string) {
+	t.Helper()
+	entries := map[string]*string{}
+	for key, v := range config {
+		entries[key] = &v
+	}
 	admin, err := sarama.NewClusterAdmin([]string{k.Bootstrap}, k.saramaConfig())
 	if err != nil {
 		t.Fatalf("kafka admin: %v", err)
 	}
 	defer admin.Close()
-	err = admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: int32(partitions), ReplicationFactor: 1}, false)
+	err = admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: int32(partitions), ReplicationFactor: 1, ConfigEntries: entries}, false)
 	if err != nil {
 		t.Fatalf("create topic %q: %v", name, err)
 	}
@@ -286,6 +341,11 @@ func (k *Kafka) topicReady(name string, partitions int) error {
 		if _, err := c.Leader(name, p); err != nil {
 			return fmt.Errorf("partition %d: %w", p, err)
 		}
+		// Metadata can name the leader a moment before that broker has
+		// loaded the partition and answers for it.
+		if _, err := c.GetOffset(name, p, sarama.OffsetNewest); err != nil {
+			return fmt.Errorf("partition %d offset: %w", p, err)
+		}
 	}
 	return nil
 }
@@ -314,4 +374,19 @@ func (k *Kafka) Start(t testing.TB) {
 		t.Fatalf("kafka restart: %v", err)
 	}
 	t.Logf("kafka restarted in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// CPU is the CPU time the running broker process has used (0 while it is
+// stopped): benchmarks compare what different clients cost the broker.
+func (k *Kafka) CPU() time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.proc == nil {
+		return 0
+	}
+	d, err := ProcessCPU(k.proc.cmd.Process.Pid)
+	if err != nil {
+		return 0
+	}
+	return d
 }

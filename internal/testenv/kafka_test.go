@@ -13,17 +13,26 @@ import (
 	"github.com/IBM/sarama"
 )
 
+// kafkaTestClient is where and how a test client connects.
+type kafkaTestClient struct {
+	addr   string
+	config func() *sarama.Config // a fresh configuration each call
+}
+
+// plainClient connects to the broker's PLAINTEXT listener.
+func plainClient(k *Kafka) kafkaTestClient { return kafkaTestClient{k.Bootstrap, KafkaSaramaConfig} }
+
 // kafkaTestProduce sends n messages to topic with keys "key-<i%keys>" and
 // values "<key>/<sequence within key>", and returns the partition each key
 // went to.
-func kafkaTestProduce(t *testing.T, k *Kafka, topic string, n, keys, firstSeq int) map[string]int32 {
+func kafkaTestProduce(t *testing.T, c kafkaTestClient, topic string, n, keys, firstSeq int) map[string]int32 {
 	t.Helper()
-	cfg := KafkaSaramaConfig()
+	cfg := c.config()
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Idempotent = true
 	cfg.Net.MaxOpenRequests = 1
-	p, err := sarama.NewSyncProducer([]string{k.Bootstrap}, cfg)
+	p, err := sarama.NewSyncProducer([]string{c.addr}, cfg)
 	if err != nil {
 		t.Fatalf("producer: %v", err)
 	}
@@ -79,12 +88,12 @@ func (g *kafkaTestGroup) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Co
 
 // kafkaTestConsume reads want messages from topic with a fresh consumer
 // group, from the oldest offset.
-func kafkaTestConsume(t *testing.T, k *Kafka, topic, group string, want int) []kafkaTestMsg {
+func kafkaTestConsume(t *testing.T, c kafkaTestClient, topic, group string, want int) []kafkaTestMsg {
 	t.Helper()
-	cfg := KafkaSaramaConfig()
+	cfg := c.config()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Return.Errors = false
-	cg, err := sarama.NewConsumerGroup([]string{k.Bootstrap}, group, cfg)
+	cg, err := sarama.NewConsumerGroup([]string{c.addr}, group, cfg)
 	if err != nil {
 		t.Fatalf("consumer group: %v", err)
 	}
@@ -161,7 +170,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 	k := StartKafka(t)
 	k.CreateTopic(t, topic, partitions)
 
-	parts := kafkaTestProduce(t, k, topic, n, keys, 0)
+	parts := kafkaTestProduce(t, plainClient(k), topic, n, keys, 0)
 	used := map[int32]bool{}
 	for _, p := range parts {
 		used[p] = true
@@ -170,7 +179,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 		t.Errorf("50 keys used %d partitions of %d", len(used), partitions)
 	}
 
-	got := kafkaTestConsume(t, k, topic, "roundtrip-group", n)
+	got := kafkaTestConsume(t, plainClient(k), topic, "roundtrip-group", n)
 	if len(got) != n {
 		t.Fatalf("got %d messages, want %d", len(got), n)
 	}
@@ -201,7 +210,7 @@ func TestKafkaStopStartKeepsData(t *testing.T) {
 	const topic = "restart"
 	k := StartKafka(t)
 	k.CreateTopic(t, topic, 1)
-	parts := kafkaTestProduce(t, k, topic, 20, 2, 0)
+	parts := kafkaTestProduce(t, plainClient(k), topic, 20, 2, 0)
 
 	k.Stop(t)
 	c, err := sarama.NewClient([]string{k.Bootstrap}, KafkaSaramaConfig())
@@ -212,7 +221,7 @@ func TestKafkaStopStartKeepsData(t *testing.T) {
 	k.Start(t)
 
 	// The topic and its 20 messages survived; the broker takes new ones.
-	kafkaTestProduce(t, k, topic, 20, 2, 10)
-	got := kafkaTestConsume(t, k, topic, "restart-group", 40)
+	kafkaTestProduce(t, plainClient(k), topic, 20, 2, 10)
+	got := kafkaTestConsume(t, plainClient(k), topic, "restart-group", 40)
 	kafkaTestCheck(t, got, parts, 20)
 }

@@ -60,6 +60,14 @@ type shimProc struct {
 
 func startShim(t testing.TB, logs, brokers, stateDir string, extra ...string) *shimProc {
 	t.Helper()
+	return startShimEnv(t, nil, logs, brokers, stateDir, extra...)
+}
+
+// startShimEnv is startShim with more environment variables
+// ("NAME=value"), for settings such as a password that should not be on
+// the command line.
+func startShimEnv(t testing.TB, env []string, logs, brokers, stateDir string, extra ...string) *shimProc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "shim.log")
 	lf, err := os.Create(logPath)
 	if err != nil {
@@ -68,6 +76,7 @@ func startShim(t testing.TB, logs, brokers, stateDir string, extra ...string) *s
 	args := append([]string{"-logs", logs, "-brokers", brokers, "-state-dir", stateDir, "-metrics-addr", "127.0.0.1:0",
 		"-poll-interval", "50ms", "-log-level", "debug"}, extra...)
 	cmd := exec.Command(shimBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
