@@ -20,6 +20,10 @@ import (
 
 var originKey = []byte(produce.OriginHeader)
 
+// kindTooLarge counts records larger than the topic takes, among the
+// malformed lines.
+const kindTooLarge = "record_too_large"
+
 // latencySample: one record in latencySample is timed for the produce
 // latency histogram; timing every record costs more than it tells.
 const latencySample = 8
@@ -36,8 +40,9 @@ type logRun struct {
 	track  *tracker
 	seen   map[produce.Origin]struct{} // already in Kafka (sent before a crash)
 
-	values     slab    // message values are carved out of it
-	grow       int     // how much longer than its line the last value was
+	value      []byte // the message being built; Send copies it
+	key        []byte
+	origin     [produce.OriginLen]byte
 	entries    []entry // unused entries, allocated in blocks
 	partitions int32   // of topic, when the session started
 	keyless    int32   // spreads records without uid
@@ -152,7 +157,8 @@ func (lr *logRun) run(ctx context.Context) error {
 			lr.track.skip(line.File, line.End, lr.headerIfReset(line))
 			continue
 		}
-		value, uid, typ, err := lr.parser.Parse(lr.values.next(len(line.Data)+lr.grow+64), line.Data)
+		value, uid, typ, err := lr.parser.Parse(lr.value[:0], line.Data)
+		lr.value = value[:0]
 		if v := lr.parser.HeaderVersion(); v != version || line.Reset {
 			version = v
 			header = lr.parser.HeaderLines()
@@ -182,8 +188,28 @@ func (lr *logRun) run(ctx context.Context) error {
 				continue
 			}
 		}
-		// The entry holds the message and all it points to but the
-		// value; entries are allocated by the hundred, like values.
+		origin.Put(lr.origin[:])
+		hdrs := [1]produce.Header{{Key: originKey, Value: lr.origin[:]}}
+		msg := produce.Message{Value: value, Headers: hdrs[:]}
+		if uid != "" {
+			lr.key = append(lr.key[:0], uid...)
+			msg.Key = lr.key
+		}
+		if err := lr.out.Fits(&msg); err != nil {
+			// Kafka would refuse it on every attempt: skip it like a
+			// malformed line instead of stopping the log behind it.
+			lr.malformed(line, &zeeklog.LineError{Kind: kindTooLarge, Msg: err.Error()})
+			lr.track.skip(line.File, line.End, header)
+			continue
+		}
+		var partition int32
+		if msg.Key != nil {
+			partition = produce.Partition(msg.Key, lr.partitions)
+		} else {
+			lr.keyless = (lr.keyless + 1) % lr.partitions
+			partition = lr.keyless
+		}
+		// Entries are allocated by the hundred.
 		if len(lr.entries) == 0 {
 			lr.entries = make([]entry, 256)
 		}
@@ -193,24 +219,8 @@ func (lr *logRun) run(ctx context.Context) error {
 		if sampled++; sampled%latencySample == 0 {
 			e.sent = time.Now()
 		}
-		origin.Put(e.origin[:])
-		e.hdr = sarama.RecordHeader{Key: originKey, Value: e.origin[:]}
-		e.hdrs[0] = &e.hdr
-		e.rec = sarama.Record{Value: lr.values.keep(value), Headers: e.hdrs[:]}
-		// A TSV record grows by its field names (JSON stays the same
-		// size): ask for that much room next time, so that the value
-		// is written once instead of copied as it outgrows its buffer.
-		lr.grow = max(len(value)-len(line.Data), 0)
-		var partition int32
-		if uid != "" {
-			e.rec.Key = append(e.keyBuf[:0], uid...)
-			partition = produce.Partition(e.rec.Key, lr.partitions)
-		} else {
-			lr.keyless = (lr.keyless + 1) % lr.partitions
-			partition = lr.keyless
-		}
 		lr.track.add(e)
-		if err := lr.out.Send(ctx, partition, &e.rec, e); err != nil {
+		if err := lr.out.Send(ctx, partition, &msg, e); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -272,32 +282,3 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // lineHash hashes a line for its origin header.
 func lineHash(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
-
-// slabSize is the size of the chunks message values are cut from.
-const slabSize = 256 << 10
-
-// slab hands out the buffers message values are written into, cut one
-// after the other from a large chunk: one allocation per chunk instead of
-// one per record. A value is never written again once kept (the producer
-// reads it until Kafka acknowledges it); a chunk is freed by the garbage
-// collector once no message refers to it.
-type slab struct{ buf []byte }
-
-// next returns an empty buffer with room for about n bytes.
-func (s *slab) next(n int) []byte {
-	if cap(s.buf)-len(s.buf) < n {
-		s.buf = make([]byte, 0, max(slabSize, n))
-	}
-	return s.buf[len(s.buf):len(s.buf)]
-}
-
-// keep takes v, just appended to the buffer next returned, out of the
-// chunk so that the next value does not overwrite it.
-func (s *slab) keep(v []byte) []byte {
-	rest := s.buf[len(s.buf):cap(s.buf)]
-	if len(v) > 0 && len(v) <= len(rest) && &v[0] == &rest[0] {
-		s.buf = s.buf[:len(s.buf)+len(v)]
-	}
-	// else v outgrew the room and was reallocated: it owns its array.
-	return v[:len(v):len(v)]
-}

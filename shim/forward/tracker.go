@@ -1,14 +1,12 @@
 package forward
 
 import (
-	"github.com/IBM/sarama"
 	"maps"
 	"sync"
 	"time"
 
 	"github.com/pano-observability/pano/shim/follow"
 	"github.com/pano-observability/pano/shim/position"
-	"github.com/pano-observability/pano/shim/produce"
 )
 
 // entry is one line between reading and Kafka's acknowledgement. It is
@@ -24,14 +22,6 @@ type entry struct {
 	acked     bool // by Kafka (not a skipped line)
 	partition int32
 	offset    int64
-
-	// The record and what it points to live in the entry: one
-	// allocation per record instead of four.
-	rec    sarama.Record
-	hdr    sarama.RecordHeader
-	hdrs   [1]*sarama.RecordHeader
-	keyBuf [24]byte // Zeek's uids are 18 bytes or so
-	origin [produce.OriginLen]byte
 }
 
 // Acked implements produce.Acker.

@@ -1,6 +1,7 @@
 package produce
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -25,22 +26,14 @@ const requestsInFlight = 5
 // request at a time.
 const knownFor = 10 * time.Minute
 
-// batch is a partition's records of one produce request.
-type batch struct {
-	recs        []*sarama.Record
-	ackers      []Acker
-	bytes       int
-	first, last time.Time
-}
-
 // flight is a batch sent and waiting for the broker's answer.
 type flight struct {
 	b    *batch
-	seq  int32 // of its first record
-	req  *sarama.ProduceRequest
-	done chan struct{} // closed when resp or err is set
-	resp *sarama.ProduceResponse
-	err  error
+	seq  int32  // of its first record
+	wire []byte // the record batch as sent
+	conn *brokerConn
+	corr int32 // the request's correlation id on conn
+	err  error // the request could not be written
 }
 
 // lane sends one partition's batches over its own connection: a sender
@@ -67,19 +60,26 @@ type lane struct {
 	// while it writes a request, and exclusively by the receiver while it
 	// resends: the sequence numbers must reach the broker in order. conn
 	// belongs to whoever holds the gate.
-	gate    sync.RWMutex
-	conn    *sarama.Broker // nil until needed
-	seq     int32          // sequence number of the next batch's first record; sender's
-	flights chan *flight   // sender to receiver, in the order sent
-	slots   chan struct{}  // one token per request in flight
+	gate     sync.RWMutex
+	conn     *brokerConn   // nil until needed
+	connDead bool          // a write on conn failed: send nothing more on it
+	seq      int32         // sequence number of the next batch's first record; sender's
+	comp     *compressor   // the sender's; nil without compression
+	flights  chan *flight  // sender to receiver, in the order sent
+	slots    chan struct{} // one token per request in flight
+	unread   *brokerConn   // the receiver's: a read on it failed, its answers are lost
 
 	lastStored atomic.Int64  // unix nanoseconds of the last acknowledged batch
 	answered   chan struct{} // receiver to sender: a request was answered
 }
 
-func newLane(t *Topic, partition int32) *lane {
-	return &lane{t: t, partition: partition, wake: make(chan struct{}, 1), answered: make(chan struct{}, 1),
-		flights: make(chan *flight, requestsInFlight), slots: make(chan struct{}, requestsInFlight)}
+func newLane(t *Topic, partition int32) (*lane, error) {
+	comp, err := newCompressor(t.p.codec)
+	if err != nil {
+		return nil, err
+	}
+	return &lane{t: t, partition: partition, wake: make(chan struct{}, 1), answered: make(chan struct{}, 1), comp: comp,
+		flights: make(chan *flight, requestsInFlight), slots: make(chan struct{}, requestsInFlight)}, nil
 }
 
 func (l *lane) signal() {
@@ -169,41 +169,32 @@ func (l *lane) take() *batch {
 	}
 }
 
-// start numbers b, builds its request, writes it without waiting for the
+// start numbers and seals b, writes its request without waiting for the
 // answer and hands it to the receiver. Both under the shared gate, so
 // that a receiver holding the gate knows every request that went out.
 func (l *lane) start(b *batch) {
 	p := l.t.p
-	n := int32(len(b.recs))
-	rb := &sarama.RecordBatch{
-		Version:          2,
-		Codec:            p.codec,
-		CompressionLevel: sarama.CompressionLevelDefault,
-		LastOffsetDelta:  n - 1,
-		FirstTimestamp:   b.first,
-		MaxTimestamp:     b.last,
-		ProducerID:       p.producerID,
-		ProducerEpoch:    p.epoch,
-		FirstSequence:    l.seq,
-		Records:          b.recs,
+	f := &flight{b: b, seq: l.seq}
+	f.wire, f.err = b.seal(p.ident, l.seq, l.comp)
+	if f.err != nil {
+		// Encoding cannot get better by retrying.
+		p.fail(fmt.Errorf("%s/%d: %w", l.t.name, l.partition, f.err))
+		<-l.slots
+		return
 	}
-	l.seq = nextSequence(l.seq, n)
-	f := &flight{b: b, seq: rb.FirstSequence, req: &sarama.ProduceRequest{RequiredAcks: sarama.WaitForAll,
-		Timeout: int32(p.timeout / time.Millisecond), Version: p.reqVersion}, done: make(chan struct{})}
-	f.req.AddBatch(l.t.name, l.partition, rb)
+	l.seq = nextSequence(l.seq, b.n)
 	l.gate.RLock()
 	defer l.gate.RUnlock()
-	conn, err := l.connect()
-	if err == nil {
-		err = conn.AsyncProduce(f.req, func(resp *sarama.ProduceResponse, err error) {
-			f.resp, f.err = resp, err
-			close(f.done)
-		})
-	}
-	if err != nil {
-		// The receiver sees the failure in its turn and retries.
-		f.err = &netError{err}
-		close(f.done)
+	if l.connDead {
+		// The stream may hold half a request: the receiver replaces
+		// the connection when it meets the failure.
+		f.err = &netError{errors.New("connection failed earlier")}
+	} else if f.conn, f.err = l.connect(); f.err == nil {
+		f.corr, f.err = f.conn.writeProduce(p.reqVersion, requiredAcks, p.timeout, l.t.name, l.partition, f.wire)
+		if f.err != nil {
+			l.connDead = true
+			f.err = &netError{f.err}
+		}
 	}
 	l.flights <- f // never blocks: slots bound the flights
 }
@@ -215,7 +206,6 @@ func (l *lane) receive() {
 	p := l.t.p
 	defer p.wg.Done()
 	for f := range l.flights {
-		<-f.done
 		base, err := l.result(f)
 		if err == nil {
 			l.stored(f.b, base)
@@ -233,7 +223,7 @@ func (l *lane) receive() {
 }
 
 // stored acknowledges b, stored from offset base (-1: unknown), and frees
-// its places and request slot.
+// its places, buffers and request slot.
 func (l *lane) stored(b *batch, base int64) {
 	for i, a := range b.ackers {
 		if a != nil {
@@ -244,7 +234,9 @@ func (l *lane) stored(b *batch, base int64) {
 			a.Acked(l.partition, off)
 		}
 	}
-	l.t.p.release(int64(len(b.recs)))
+	p := l.t.p
+	p.release(int64(b.n))
+	p.pool.put(b)
 	l.lastStored.Store(time.Now().UnixNano())
 	<-l.slots
 	select {
@@ -270,7 +262,6 @@ func (l *lane) recover(first *flight, err error) error {
 				done = true
 				break
 			}
-			<-f.done
 			if base, err := l.result(f); err == nil {
 				l.stored(f.b, base)
 			} else {
@@ -294,7 +285,7 @@ func (l *lane) recover(first *flight, err error) error {
 		}
 		for attempt := 0; ; attempt++ {
 			if err != nil && (!retriable(err) || attempt > p.retryMax) {
-				return fmt.Errorf("produce %d records (sequence %d) to %s/%d (attempt %d): %w", len(f.b.recs), f.seq, l.t.name, l.partition, attempt, err)
+				return fmt.Errorf("produce %d records (sequence %d) to %s/%d (attempt %d): %w", f.b.n, f.seq, l.t.name, l.partition, attempt, err)
 			}
 			if err != nil {
 				select {
@@ -305,7 +296,7 @@ func (l *lane) recover(first *flight, err error) error {
 				_ = p.client.RefreshMetadata(l.t.name)
 			}
 			var base int64
-			if base, err = l.produceLocked(f.req); err == nil {
+			if base, err = l.produceLocked(f.wire); err == nil {
 				l.stored(f.b, base)
 				break
 			}
@@ -314,50 +305,58 @@ func (l *lane) recover(first *flight, err error) error {
 	return nil
 }
 
-// result reads a finished flight: the offset of its first record, or why
-// it was not stored.
+// result reads the broker's answer to f: the offset of its first record,
+// or why it was not stored.
 func (l *lane) result(f *flight) (int64, error) {
 	if f.err != nil {
-		var ne *netError
-		if !errors.As(f.err, &ne) {
-			f.err = &netError{f.err}
-		}
 		return 0, f.err
 	}
-	return l.block(f.resp)
+	if f.conn == l.unread {
+		return 0, &netError{errors.New("connection lost before the answer")}
+	}
+	r, err := f.conn.readProduce(f.corr, l.t.p.reqVersion, l.t.name, l.partition)
+	if err != nil {
+		// The stream is out of step: no later answer on it is
+		// trustworthy.
+		l.unread = f.conn
+		return 0, &netError{err}
+	}
+	return outcome(r)
 }
 
-// produceLocked sends req and waits for the answer; the caller holds the
-// gate exclusively.
-func (l *lane) produceLocked(req *sarama.ProduceRequest) (int64, error) {
+// produceLocked sends the record batch wire and waits for the answer; the
+// caller holds the gate exclusively.
+func (l *lane) produceLocked(wire []byte) (int64, error) {
 	conn, err := l.connect()
 	if err != nil {
 		return 0, err
 	}
-	resp, err := conn.Produce(req)
+	p := l.t.p
+	corr, err := conn.writeProduce(p.reqVersion, requiredAcks, p.timeout, l.t.name, l.partition, wire)
+	var r produceResult
+	if err == nil {
+		r, err = conn.readProduce(corr, p.reqVersion, l.t.name, l.partition)
+	}
 	if err != nil {
 		l.disconnectLocked()
 		return 0, &netError{err}
 	}
-	return l.block(resp)
+	return outcome(r)
 }
 
-// block reads the partition's result in a produce response.
-func (l *lane) block(resp *sarama.ProduceResponse) (int64, error) {
-	blk := resp.GetBlock(l.t.name, l.partition)
-	if blk == nil {
-		return 0, errors.New("broker's response has no result for the partition")
-	}
-	switch blk.Err {
+// outcome turns a partition's answer into the offset of the batch's first
+// record (-1: stored before, offset unknown) or an error.
+func outcome(r produceResult) (int64, error) {
+	switch r.err {
 	case sarama.ErrNoError:
-		return blk.Offset, nil
+		return r.offset, nil
 	case sarama.ErrDuplicateSequenceNumber:
 		return -1, nil
 	}
-	if blk.ErrorMessage != nil && *blk.ErrorMessage != "" {
-		return 0, fmt.Errorf("%w: %s", blk.Err, *blk.ErrorMessage)
+	if r.message != "" {
+		return 0, fmt.Errorf("%w: %s", r.err, r.message)
 	}
-	return 0, blk.Err
+	return 0, r.err
 }
 
 // connect returns the lane's own connection to the partition's leader,
@@ -365,7 +364,7 @@ func (l *lane) block(resp *sarama.ProduceResponse) (int64, error) {
 // its own connection because a broker serves the requests of one
 // connection one after the other: partitions sharing one would wait for
 // each other.
-func (l *lane) connect() (*sarama.Broker, error) {
+func (l *lane) connect() (*brokerConn, error) {
 	if l.conn != nil {
 		return l.conn, nil
 	}
@@ -374,16 +373,8 @@ func (l *lane) connect() (*sarama.Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find leader: %w", err)
 	}
-	conn := sarama.NewBroker(leader.Addr())
-	if err := conn.Open(p.client.Config()); err != nil {
-		return nil, &netError{fmt.Errorf("connect to %s: %w", leader.Addr(), err)}
-	}
-	// Open dials in the background; Connected waits for it.
-	if ok, err := conn.Connected(); !ok {
-		if err == nil {
-			err = errors.New("not connected")
-		}
-		_ = conn.Close()
+	conn, err := dialBroker(context.Background(), leader.Addr(), p.client.Config())
+	if err != nil {
 		return nil, &netError{fmt.Errorf("connect to %s: %w", leader.Addr(), err)}
 	}
 	l.conn = conn
@@ -397,6 +388,7 @@ func (l *lane) disconnectLocked() {
 		_ = l.conn.Close()
 		l.conn = nil
 	}
+	l.connDead = false
 }
 
 // netError marks a failed exchange with the broker (connection refused,

@@ -81,9 +81,9 @@ func TestProduceAndReadBack(t *testing.T) {
 			for i := 0; i < n; i++ {
 				o := Origin{Source: src, End: int64(i), Hash: uint32(i)}
 				key := []byte(fmt.Sprint(i))
-				rec := &sarama.Record{Key: key, Value: fmt.Appendf(nil, `{"i":%d}`, i),
-					Headers: []*sarama.RecordHeader{{Key: []byte(OriginHeader), Value: o.Encode()}}}
-				if err := out.Send(context.Background(), Partition(key, int32(len(parts))), rec, acks); err != nil {
+				m := &Message{Key: key, Value: fmt.Appendf(nil, `{"i":%d}`, i),
+					Headers: []Header{{Key: []byte(OriginHeader), Value: o.Encode()}}}
+				if err := out.Send(context.Background(), Partition(key, int32(len(parts))), m, acks); err != nil {
 					t.Fatal(err)
 				}
 				if p.InFlight() > 100 {

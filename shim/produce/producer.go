@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,8 +34,7 @@ type Acker interface {
 // unacknowledged, and the caller starts again from its saved position.
 type Producer struct {
 	client     sarama.Client
-	producerID int64
-	epoch      int16
+	ident      producerIdentity
 	codec      sarama.CompressionCodec
 	reqVersion int16
 	timeout    time.Duration
@@ -51,6 +51,7 @@ type Producer struct {
 	room        chan struct{} // wakes one of them
 
 	resent atomic.Int64 // batches sent again after a failed request
+	pool   batchPool
 
 	mu      sync.Mutex
 	topics  map[string]*Topic
@@ -81,10 +82,9 @@ func NewProducer(client sarama.Client, c Config) (*Producer, error) {
 	}
 	p := &Producer{
 		client:      client,
-		producerID:  id.ProducerID,
-		epoch:       id.ProducerEpoch,
+		ident:       producerIdentity{id: id.ProducerID, epoch: id.ProducerEpoch},
 		codec:       codec,
-		reqVersion:  produceRequestVersion(conf.Version),
+		reqVersion:  produceVersion(conf.Version),
 		timeout:     conf.Producer.Timeout,
 		batchBytes:  c.FlushBytes,
 		linger:      c.FlushLinger,
@@ -158,6 +158,9 @@ func produceRequestVersion(v sarama.KafkaVersion) int16 {
 	}
 }
 
+// requiredAcks: every in-sync replica, which idempotence requires.
+const requiredAcks = int16(sarama.WaitForAll)
+
 // retryBackoff doubles from base up to 10x base.
 func retryBackoff(base time.Duration) func(int) time.Duration {
 	if base <= 0 {
@@ -171,6 +174,54 @@ type Topic struct {
 	p     *Producer
 	name  string
 	lanes []*lane
+	limit int // the most bytes the brokers take in one record batch
+	fill  int // a batch is sent before it grows beyond this
+}
+
+// defaultMaxMessageBytes is Kafka's default limit on a record batch
+// (message.max.bytes), assumed when the topic's own cannot be read.
+const defaultMaxMessageBytes = 1048588
+
+// TooLargeError is a record that cannot be stored: alone in a record
+// batch it is larger than the topic's max.message.bytes.
+type TooLargeError struct{ Size, Limit int }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("a %d-byte record batch for one record exceeds the topic's max.message.bytes (%d)", e.Size, e.Limit)
+}
+
+// maxMessageBytes reads the topic's max.message.bytes from the leader of
+// its first partition: a batch larger than that would be refused,
+// forever, however often it is sent again.
+func (p *Producer) maxMessageBytes(topic string) (int, error) {
+	b, err := p.client.Leader(topic, 0)
+	if err != nil {
+		return 0, err
+	}
+	req := &sarama.DescribeConfigsRequest{Resources: []*sarama.ConfigResource{
+		{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"max.message.bytes"}}}}
+	if p.client.Config().Version.IsAtLeast(sarama.V1_1_0_0) {
+		req.Version = 1 // Kafka 4 no longer takes version 0
+	}
+	resp, err := b.DescribeConfigs(req)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range resp.Resources {
+		if r.ErrorCode != 0 {
+			return 0, fmt.Errorf("%w: %s", sarama.KError(r.ErrorCode), r.ErrorMsg)
+		}
+		for _, c := range r.Configs {
+			if c.Name == "max.message.bytes" {
+				n, err := strconv.Atoi(c.Value)
+				if err != nil || n <= batchHeaderLen {
+					return 0, fmt.Errorf("max.message.bytes %q", c.Value)
+				}
+				return n, nil
+			}
+		}
+	}
+	return 0, errors.New("max.message.bytes not in the answer")
 }
 
 // Topic returns the handle of topic, which has partitions partitions;
@@ -191,10 +242,26 @@ func (p *Producer) Topic(topic string, partitions int32) (*Topic, error) {
 		}
 		return t, nil
 	}
-	t := &Topic{p: p, name: topic, lanes: make([]*lane, partitions)}
+	limit, err := p.maxMessageBytes(topic)
+	if err != nil {
+		// Not allowed to describe the topic, say: Kafka's default is
+		// what most topics have.
+		limit = defaultMaxMessageBytes
+	}
+	t := &Topic{p: p, name: topic, lanes: make([]*lane, partitions), limit: limit,
+		fill: min(p.batchBytes+batchHeaderLen, limit)}
+	if p.codec != sarama.CompressionNone {
+		// Records that do not compress come out a little larger.
+		t.fill = min(t.fill, limit-limit/64-64)
+	}
 	for i := range t.lanes {
-		l := newLane(t, int32(i))
+		l, err := newLane(t, int32(i))
+		if err != nil {
+			return nil, err
+		}
 		t.lanes[i] = l
+	}
+	for _, l := range t.lanes {
 		p.wg.Add(2)
 		go l.send()
 		go l.receive()
@@ -203,55 +270,51 @@ func (p *Producer) Topic(topic string, partitions int32) (*Topic, error) {
 	return t, nil
 }
 
-// Send adds rec to the open batch of its partition, waiting while
-// MaxInFlight records are unacknowledged. rec must not be touched again
-// until a is told it was stored (or the producer failed); Send sets its
-// OffsetDelta and TimestampDelta.
-func (t *Topic) Send(ctx context.Context, partition int32, rec *sarama.Record, a Acker) error {
+// Fits returns a *TooLargeError if m is too large for the topic even
+// alone in a batch; Send refuses such a record.
+func (t *Topic) Fits(m *Message) error {
+	if n := batchHeaderLen + encodedLen(m, 0, 0); n > t.limit {
+		return &TooLargeError{Size: n, Limit: t.limit}
+	}
+	return nil
+}
+
+// Send copies m into the open batch of its partition, waiting while
+// MaxInFlight records are unacknowledged; a is told when Kafka stored it.
+func (t *Topic) Send(ctx context.Context, partition int32, m *Message, a Acker) error {
 	if partition < 0 || int(partition) >= len(t.lanes) {
 		return fmt.Errorf("topic %s: partition %d of %d", t.name, partition, len(t.lanes))
+	}
+	if err := t.Fits(m); err != nil {
+		return err
 	}
 	p := t.p
 	if err := p.acquire(ctx); err != nil {
 		return err
 	}
 	l := t.lanes[partition]
-	size := recordSize(rec)
+	// An upper bound: the varints of the deltas take at most 10 bytes
+	// each, and the rest is known.
+	size := encodedLen(m, 0, 0) + 20
 	now := time.Now()
 	l.mu.Lock()
 	signal := false
-	if l.open != nil && l.open.bytes+size > p.batchBytes {
+	if l.open != nil && len(l.open.buf)+size > t.fill {
 		l.ready = append(l.ready, l.open)
 		l.open = nil
 		signal = true
 	}
 	if l.open == nil {
 		// The first record starts the linger clock: wake the sender.
-		l.open = &batch{first: now, recs: make([]*sarama.Record, 0, 64), ackers: make([]Acker, 0, 64)}
+		l.open = p.pool.get(t.fill)
 		signal = true
 	}
-	b := l.open
-	rec.OffsetDelta = int64(len(b.recs))
-	rec.TimestampDelta = now.Sub(b.first)
-	b.recs = append(b.recs, rec)
-	b.ackers = append(b.ackers, a)
-	b.bytes += size
-	b.last = now
+	l.open.add(m, now, a)
 	l.mu.Unlock()
 	if signal {
 		l.signal()
 	}
 	return nil
-}
-
-// recordSize is about what rec takes in a batch; it decides when a batch
-// is full, so it need not be exact.
-func recordSize(r *sarama.Record) int {
-	n := 16 + len(r.Key) + len(r.Value)
-	for _, h := range r.Headers {
-		n += 4 + len(h.Key) + len(h.Value)
-	}
-	return n
 }
 
 func (p *Producer) fail(err error) {

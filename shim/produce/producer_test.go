@@ -85,21 +85,22 @@ func TestResendIsIdempotent(t *testing.T) {
 	client, p, out := newTestProducer(t, k, Config{Compression: "lz4", FlushLinger: time.Millisecond}, "idem")
 	defer p.Close()
 	l := out.lanes[0]
-	recs := make([]*sarama.Record, 50)
-	for i := range recs {
-		recs[i] = &sarama.Record{OffsetDelta: int64(i), Value: fmt.Appendf(nil, `{"i":%d}`, i)}
+	const n = 50
+	b := p.pool.get(4096)
+	for i := 0; i < n; i++ {
+		b.add(&Message{Value: fmt.Appendf(nil, `{"i":%d}`, i)}, time.Now(), nil)
 	}
-	rb := &sarama.RecordBatch{Version: 2, Codec: p.codec, LastOffsetDelta: int32(len(recs) - 1),
-		FirstTimestamp: time.Now(), MaxTimestamp: time.Now(), ProducerID: p.producerID, ProducerEpoch: p.epoch, Records: recs}
-	req := &sarama.ProduceRequest{RequiredAcks: sarama.WaitForAll, Timeout: 10000, Version: p.reqVersion}
-	req.AddBatch("idem", 0, rb)
-	l.gate.Lock()
-	defer l.gate.Unlock()
-	first, err := l.produceLocked(req)
+	wire, err := b.seal(p.ident, 0, l.comp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := l.produceLocked(req)
+	l.gate.Lock()
+	defer l.gate.Unlock()
+	first, err := l.produceLocked(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.produceLocked(wire)
 	if err != nil {
 		t.Fatalf("resend: %v", err)
 	}
@@ -110,12 +111,14 @@ func TestResendIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ends[0] != int64(len(recs)) {
-		t.Fatalf("partition holds %d records after sending %d twice, want %d", ends[0], len(recs), len(recs))
+	if ends[0] != n {
+		t.Fatalf("partition holds %d records after sending %d twice, want %d", ends[0], n, n)
 	}
 	// A batch whose sequence skips ahead is refused: the broker checks.
-	rb.FirstSequence = 1000
-	if _, err := l.produceLocked(req); !errors.Is(err, sarama.ErrOutOfOrderSequenceNumber) {
+	if wire, err = b.seal(p.ident, 1000, l.comp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.produceLocked(wire); !errors.Is(err, sarama.ErrOutOfOrderSequenceNumber) {
 		t.Fatalf("sequence gap: %v, want %v", err, sarama.ErrOutOfOrderSequenceNumber)
 	}
 }
@@ -132,7 +135,7 @@ func TestFailsWhenBrokerStaysAway(t *testing.T) {
 	k.Stop(t)
 	var sendErr error
 	for i := 0; i < 100 && sendErr == nil; i++ {
-		sendErr = out.Send(context.Background(), int32(i%2), &sarama.Record{Value: []byte(`{}`)}, acks)
+		sendErr = out.Send(context.Background(), int32(i%2), &Message{Value: []byte(`{}`)}, acks)
 	}
 	select {
 	case <-p.Failed():
@@ -175,8 +178,8 @@ func TestSurvivesBrokerRestart(t *testing.T) {
 		if i%2000 == 0 {
 			time.Sleep(20 * time.Millisecond) // stretch the stream over the restart
 		}
-		rec := &sarama.Record{Value: fmt.Appendf(nil, `{"i":%d}`, i)}
-		if err := out.Send(context.Background(), int32(i%2), rec, acks); err != nil {
+		m := &Message{Value: fmt.Appendf(nil, `{"i":%d}`, i)}
+		if err := out.Send(context.Background(), int32(i%2), m, acks); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}
@@ -197,5 +200,55 @@ func TestSurvivesBrokerRestart(t *testing.T) {
 	}
 	if got := ends[0] + ends[1]; got != n {
 		t.Fatalf("topic holds %d records, sent %d", got, n)
+	}
+}
+
+// TestTopicLimit: batches stay within the topic's max.message.bytes
+// whatever the batch size asked for, and a record that cannot fit even
+// alone is refused before it is sent (the broker would refuse it on every
+// attempt).
+func TestTopicLimit(t *testing.T) {
+	k := testenv.StartKafka(t)
+	k.CreateTopicConfig(t, "small", 1, map[string]string{"max.message.bytes": "2000"})
+	for _, comp := range []string{"none", "lz4"} {
+		t.Run(comp, func(t *testing.T) {
+			client, p, out := newTestProducer(t, k, Config{Compression: comp, FlushBytes: 512 << 10, FlushLinger: 50 * time.Millisecond}, "small")
+			if out.limit != 2000 {
+				t.Fatalf("limit %d, want the topic's 2000", out.limit)
+			}
+			before, err := EndOffsets(client, "small")
+			if err != nil {
+				t.Fatal(err)
+			}
+			big := &Message{Value: make([]byte, 2000)}
+			var tl *TooLargeError
+			if err := out.Fits(big); !errors.As(err, &tl) {
+				t.Fatalf("Fits(2000-byte value) = %v, want a TooLargeError", err)
+			}
+			if err := out.Send(context.Background(), 0, big, nil); !errors.As(err, &tl) {
+				t.Fatalf("Send(2000-byte value) = %v, want a TooLargeError", err)
+			}
+			acks := &ackCount{offs: map[int32][]int64{}}
+			const n = 200
+			for i := 0; i < n; i++ {
+				m := &Message{Value: fmt.Appendf(nil, `{"i":%d,"pad":"%0150d"}`, i, i)}
+				if err := out.Fits(m); err != nil {
+					t.Fatal(err)
+				}
+				if err := out.Send(context.Background(), 0, m, acks); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			after, err := EndOffsets(client, "small")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if acks.n != n || after[0]-before[0] != n {
+				t.Fatalf("%d acknowledged, %d stored, want %d", acks.n, after[0]-before[0], n)
+			}
+		})
 	}
 }

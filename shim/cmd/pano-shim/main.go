@@ -106,7 +106,7 @@ Every flag can also be set by the environment variable named in its help.
 	e.str(&kc.ClientID, "client-id", "KAFKA_CLIENT_ID", "pano-shim", "Kafka client id")
 	e.str(&kc.Version, "kafka-version", "KAFKA_VERSION", "3.6.0", "Kafka protocol version to speak (brokers 4.x need 3.x or later)")
 	e.str(&kc.Compression, "compression", "KAFKA_COMPRESSION", "lz4", "none, gzip, snappy, lz4 or zstd")
-	e.int(&kc.FlushBytes, "batch-bytes", "KAFKA_BATCH_BYTES", 512<<10, "send a batch once it holds this many bytes")
+	e.int(&kc.FlushBytes, "batch-bytes", "KAFKA_BATCH_BYTES", 512<<10, "send a batch once it holds this many bytes (at most the topic's max.message.bytes)")
 	e.dur(&kc.FlushLinger, "linger", "KAFKA_LINGER", 5*time.Millisecond, "longest wait to fill a batch")
 	e.int(&kc.RetryMax, "retry-max", "KAFKA_RETRY_MAX", 10, "retries of a batch before the session restarts (nothing is dropped either way)")
 	e.dur(&kc.RetryBackoff, "retry-backoff", "KAFKA_RETRY_BACKOFF", 250*time.Millisecond, "first retry delay, doubling up to 10x")

@@ -350,28 +350,36 @@ func TestRotationTruncation(t *testing.T) {
 // ones around them all arrive.
 func TestMalformedLines(t *testing.T) {
 	k := testenv.StartKafka(t)
-	k.CreateTopic(t, "ml-dns", 1)
+	// A topic that takes batches of 3000 bytes at most: a record larger
+	// than that is skipped like a malformed line (Kafka would refuse it
+	// on every attempt), and the others go in batches small enough.
+	k.CreateTopicConfig(t, "ml-dns", 1, map[string]string{"max.message.bytes": "3000"})
 	dir, state := t.TempDir(), t.TempDir()
 	log := filepath.Join(dir, "dns.log")
 	lines := []string{jsonRecord(0), "{\"broken\":\n", jsonRecord(1), "[1,2]\n", jsonRecord(2),
-		"{\"long\":\"" + strings.Repeat("x", 5000) + "\"}\n", jsonRecord(3)}
+		"{\"long\":\"" + strings.Repeat("x", 5000) + "\"}\n", jsonRecord(3),
+		"{\"uid\":\"Cbig\",\"answers\":\"" + strings.Repeat("y", 3500) + "\"}\n"}
+	const records = 24
+	for i := 4; i < records; i++ {
+		lines = append(lines, jsonRecord(i))
+	}
 	writeLines(t, log, lines)
 	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "ml-", "-max-line-bytes", "4096")
-	waitRecords(t, k.Bootstrap, "ml-dns", 4, time.Minute)
+	waitRecords(t, k.Bootstrap, "ml-dns", records, time.Minute)
 	deadline := time.Now().Add(30 * time.Second)
-	for p.metric(t, "pano_shim_errors_total") < 3 && time.Now().Before(deadline) {
+	for p.metric(t, "pano_shim_errors_total") < 4 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if e := p.metric(t, "pano_shim_errors_total"); e != 3 {
-		t.Fatalf("errors_total = %v, want 3", e)
+	if e := p.metric(t, "pano_shim_errors_total"); e != 4 {
+		t.Fatalf("errors_total = %v, want 4", e)
 	}
 	if lr := p.metric(t, "pano_shim_lines_read_total"); lr != float64(len(lines)) {
 		t.Fatalf("lines_read_total = %v, want %d", lr, len(lines))
 	}
 	p.stop(t)
-	exactlyOnce(t, k.Bootstrap, "ml-dns", 4)
+	exactlyOnce(t, k.Bootstrap, "ml-dns", records)
 	b, _ := os.ReadFile(p.logPath)
-	for _, kind := range []string{"json_syntax", "json_not_object", "line_too_long"} {
+	for _, kind := range []string{"json_syntax", "json_not_object", "line_too_long", "record_too_large"} {
 		if !strings.Contains(string(b), "kind="+kind) {
 			t.Errorf("no log line for kind %s", kind)
 		}
