@@ -27,12 +27,16 @@ BenchmarkVsKcat/tsv-2 1 200000 shim_recs/s 100000 kcat_records/s
 	if got.Err != nil || got.Ours != "200,000 records/s" || got.Peer != "100,000 records/s" || got.Ratio != "2.00x" {
 		t.Fatalf("json row = %+v", got)
 	}
-	want := "higher is better; CPU per record: shim 2.5 µs; kcat 1.25 µs; shim with lz4 (its default): not reported (shim_lz4_records/s)"
+	want := "higher is better; CPU per record: shim 2.5 µs; kcat 1.25 µs; broker CPU per record: shim's: not reported (broker_shim_cpu_µs/record); kcat's: not reported (broker_kcat_cpu_µs/record)"
 	if got.Notes != want {
 		t.Errorf("notes = %q, want %q", got.Notes, want)
 	}
+	// The lz4 row needs its own metric.
+	if got = rows[1].row(rep, nil); got.Err == nil || !strings.Contains(got.Err.Error(), `no "shim_lz4_records/s" metric`) {
+		t.Errorf("json lz4 row = %+v", got)
+	}
 	// A renamed metric: the row's error names the one it looked for.
-	got = rows[1].row(rep, nil)
+	got = rows[2].row(rep, nil)
 	if got.Err == nil || !strings.Contains(got.Err.Error(), `no "shim_records/s" metric`) || !strings.Contains(got.Err.Error(), "shim_recs/s") {
 		t.Errorf("tsv row = %+v", got)
 	}
