@@ -294,6 +294,20 @@ func (k *Kafka) CreateTopic(t testing.TB, name string, partitions int) {
 	k.CreateTopicConfig(t, name, partitions, nil)
 }
 
+// DeleteTopic deletes a topic; the broker removes its files after its
+// file.delete.delay.ms.
+func (k *Kafka) DeleteTopic(t testing.TB, name string) {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin([]string{k.Bootstrap}, k.saramaConfig())
+	if err != nil {
+		t.Fatalf("kafka admin: %v", err)
+	}
+	defer admin.Close()
+	if err := admin.DeleteTopic(name); err != nil {
+		t.Fatalf("delete topic %q: %v", name, err)
+	}
+}
+
 // CreateTopicConfig is CreateTopic with topic settings (for example
 // max.message.bytes).
 func (k *Kafka) CreateTopicConfig(t testing.TB, name string, partitions int, config map[string]string) {

@@ -1,7 +1,7 @@
 // Package produce sends records to Kafka as idempotent record batches
-// built on sarama's protocol layer, bounds how many records are in
-// flight, and reads back what a previous run already wrote so that
-// nothing is sent twice.
+// that it encodes and sends itself (batch.go, wire.go), bounds how many
+// records are in flight, and reads back what a previous run already
+// wrote so that nothing is sent twice.
 package produce
 
 import (
@@ -55,10 +55,9 @@ type SASLConfig struct {
 // SaramaConfig builds the client settings: the connections, metadata and
 // read-back consumer. Producing (acks from all in-sync replicas,
 // idempotence, batching, compression, retries) is the Producer's own
-// work on top of them; the settings it takes from here are the version,
-// the request timeout and the connections. Several requests may be in
-// flight on one connection: each partition's sender has one at a time,
-// which keeps the partition in order.
+// work; the settings it takes from here are the version, the request
+// timeout and how to connect (timeouts, TLS, SASL), which its own
+// connections use too.
 func SaramaConfig(c Config) (*sarama.Config, error) {
 	sc := sarama.NewConfig()
 	sc.ClientID = c.ClientID

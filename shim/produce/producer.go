@@ -18,14 +18,15 @@ type Acker interface {
 	Acked(partition int32, offset int64)
 }
 
-// Producer is an idempotent Kafka producer built on sarama's protocol
-// layer (record batches and produce requests) instead of its async
-// producer: a record goes from Send straight into its partition's open
-// batch, with no channel hop per record, and each partition has its own
-// sender goroutine with one request in flight, so partitions proceed in
-// parallel over the brokers' pipelined connections while each keeps the
-// order of Send. Sequence numbers under one producer id let the broker
-// drop a batch it already stored when a retry resends it.
+// Producer is an idempotent Kafka producer of its own, not sarama's async
+// producer: Send encodes a record straight into its partition's open
+// record batch, with no channel hop and no message object per record,
+// and each partition has a lane (lane.go) with its own connection to the
+// leader and up to requestsInFlight requests out, so partitions proceed
+// in parallel while each keeps the order of Send. Sequence numbers under
+// one producer id let the broker drop a batch it already stored when a
+// retry resends it. sarama's client serves the rest: metadata, leaders,
+// the producer id.
 //
 // At most MaxInFlight records are between Send and their acknowledgement:
 // Send blocks beyond that, so a slow or absent broker stops the reading
