@@ -219,6 +219,15 @@ var shimRows = func() []comparison {
 				{label: "CPU per record: shim", ref: ref{b, "shim_lz4_cpu_µs/record"}, unitText: "µs"},
 				{label: "broker CPU per record: shim's", ref: ref{b, "broker_shim_lz4_cpu_µs/record"}, unitText: "µs"},
 			},
+		}, comparison{
+			name:   "shim vs kcat sending as the shim does (uid key, a header, idempotent): " + f.text + " dns.log, no compression",
+			ours:   ref{b, "shim_records/s"},
+			peer:   ref{b, "kcat_keyed_records/s"},
+			better: "higher",
+			show:   "records/s",
+			notes: []note{
+				{label: "CPU per record: kcat", ref: ref{b, "kcat_keyed_cpu_µs/record"}, unitText: "µs"},
+			},
 		})
 	}
 	return rows

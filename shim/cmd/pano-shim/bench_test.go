@@ -16,13 +16,15 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/pano-observability/pano/internal/testenv"
+	"github.com/pano-observability/pano/shim/produce"
 )
 
 // BenchmarkVsKcat sends the same 1M-line dns.log to the same broker with
 // kcat (-P -l: one message per line, no parsing, no compression: its
 // default) and with the shim (parsing, renaming, keyed by uid, origin
 // header, idempotent), and reports the records/s and CPU µs/record of
-// each, and the broker's CPU µs/record while each ran. The ratio compares
+// each, and the broker's CPU µs/record while each ran. kcat also runs as
+// the shim sends (kcat-keyed: the uid as key, one header, idempotence). The ratio compares
 // like with like: the shim without compression, as kcat; the shim with
 // lz4 (its default) is reported beside it. The broker has Kafka's default
 // segment sizes and is warmed up by one uncounted turn. Each tool then
@@ -50,11 +52,13 @@ func BenchmarkVsKcat(b *testing.B) {
 			log := filepath.Join(dir, "dns.log")
 			writeBenchLog(b, log, format, n)
 			fi, _ := os.Stat(log)
+			keyed := filepath.Join(dir, "keyed.log")
+			writeKeyedLog(b, keyed, format, n)
 			// One run of each contestant; rate in records/s, cpu (the
 			// contestant's) and broker (the broker's) in seconds.
 			type sample struct{ rate, cpu, broker float64 }
 			runs := map[string][]sample{}
-			contestants := []string{"kcat", "none", "lz4"}
+			contestants := []string{"kcat", "kcat-keyed", "none", "lz4"}
 			// Turn -1 warms the broker's JVM up on every path (plain,
 			// lz4, idempotent) and is not counted: whoever ran first
 			// on a cold broker would pay for its compilation.
@@ -65,9 +69,16 @@ func BenchmarkVsKcat(b *testing.B) {
 					k.CreateTopic(b, topic, parts)
 					var d, cpu time.Duration
 					broker := k.CPU()
-					if who == "kcat" {
+					switch who {
+					case "kcat":
 						d, cpu = benchKcat(b, kcat, log, k.Bootstrap, topic)
-					} else {
+					case "kcat-keyed":
+						// As the shim sends: keyed by uid, one header,
+						// idempotent (the header is the same on every
+						// record, and the line stays as it is).
+						d, cpu = benchKcat(b, kcat, keyed, k.Bootstrap, topic, "-K", "\t",
+							"-H", produce.OriginHeader+"=01234567890123456789", "-X", "enable.idempotence=true")
+					default:
 						d, cpu = benchShim(b, log, k.Bootstrap, topic, n, format, who)
 					}
 					broker = k.CPU() - broker
@@ -99,6 +110,8 @@ func BenchmarkVsKcat(b *testing.B) {
 			b.ReportMetric(med("kcat", cpu), "kcat_cpu_µs/record")
 			b.ReportMetric(med("none", cpu), "shim_cpu_µs/record")
 			b.ReportMetric(med("lz4", cpu), "shim_lz4_cpu_µs/record")
+			b.ReportMetric(med("kcat-keyed", rate), "kcat_keyed_records/s")
+			b.ReportMetric(med("kcat-keyed", cpu), "kcat_keyed_cpu_µs/record")
 			b.ReportMetric(med("kcat", broker), "broker_kcat_cpu_µs/record")
 			b.ReportMetric(med("none", broker), "broker_shim_cpu_µs/record")
 			b.ReportMetric(med("lz4", broker), "broker_shim_lz4_cpu_µs/record")
@@ -107,8 +120,8 @@ func BenchmarkVsKcat(b *testing.B) {
 }
 
 func label(who string) string {
-	if who == "kcat" {
-		return "kcat"
+	if strings.HasPrefix(who, "kcat") {
+		return who
 	}
 	return "shim (" + who + ")"
 }
@@ -120,11 +133,11 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// benchKcat sends log to topic with kcat and returns the time it took
-// and the CPU it used.
-func benchKcat(b *testing.B, kcat, log, brokers, topic string) (time.Duration, time.Duration) {
+// benchKcat sends log to topic with kcat (and extra flags) and returns
+// the time it took and the CPU it used.
+func benchKcat(b *testing.B, kcat, log, brokers, topic string, extra ...string) (time.Duration, time.Duration) {
 	start := time.Now()
-	kc := exec.Command(kcat, "-P", "-b", brokers, "-t", topic, "-l", log)
+	kc := exec.Command(kcat, append([]string{"-P", "-b", brokers, "-t", topic, "-l", log}, extra...)...)
 	out, err := kc.CombinedOutput()
 	if err != nil {
 		b.Fatalf("kcat: %v\n%s", err, out)
@@ -165,6 +178,28 @@ func writeBenchLog(b *testing.B, path, format string, n int) {
 		w.WriteString(tsvHeader("2026-11-26-02-00-00"))
 	}
 	for i := 0; i < n; i++ {
+		if format == "tsv" {
+			w.WriteString(tsvRecord(i))
+		} else {
+			w.WriteString(jsonRecord(i))
+		}
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+}
+
+// writeKeyedLog writes the records of writeBenchLog as kcat -K reads
+// them: the uid, a tab, the line.
+func writeKeyedLog(b *testing.B, path, format string, n int) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "C%09d\t", i)
 		if format == "tsv" {
 			w.WriteString(tsvRecord(i))
 		} else {
