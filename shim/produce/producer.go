@@ -137,15 +137,12 @@ func initProducerID(client sarama.Client) (*sarama.InitProducerIDResponse, error
 	}
 }
 
-// produceRequestVersion is the newest produce request version the
-// configured Kafka version understands (3 is the first with record
-// batches, which idempotence needs).
-func produceRequestVersion(v sarama.KafkaVersion) int16 {
+// produceVersion is the produce request version to send for the Kafka
+// version the user configured: the newest it understands up to 8, the
+// last before the flexible encoding (brokers from 2.4 to 4.x take it; 3
+// is the first with record batches, which idempotence needs).
+func produceVersion(v sarama.KafkaVersion) int16 {
 	switch {
-	case v.IsAtLeast(sarama.V3_7_0_0):
-		return 10
-	case v.IsAtLeast(sarama.V2_8_0_0):
-		return 9
 	case v.IsAtLeast(sarama.V2_4_0_0):
 		return 8
 	case v.IsAtLeast(sarama.V2_1_0_0):
@@ -272,9 +269,12 @@ func (p *Producer) Topic(topic string, partitions int32) (*Topic, error) {
 }
 
 // Fits returns a *TooLargeError if m is too large for the topic even
-// alone in a batch; Send refuses such a record.
-func (t *Topic) Fits(m *Message) error {
-	if n := batchHeaderLen + encodedLen(m, 0, 0); n > t.limit {
+// alone in a batch; Send refuses such a record with the same check.
+func (t *Topic) Fits(m *Message) error { return t.fits(encodedLen(m, 0, 0)) }
+
+// fits checks a record of encoded size alone (its length included).
+func (t *Topic) fits(alone int) error {
+	if n := batchHeaderLen + alone; n > t.limit {
 		return &TooLargeError{Size: n, Limit: t.limit}
 	}
 	return nil
@@ -286,7 +286,8 @@ func (t *Topic) Send(ctx context.Context, partition int32, m *Message, a Acker) 
 	if partition < 0 || int(partition) >= len(t.lanes) {
 		return fmt.Errorf("topic %s: partition %d of %d", t.name, partition, len(t.lanes))
 	}
-	if err := t.Fits(m); err != nil {
+	alone := encodedLen(m, 0, 0)
+	if err := t.fits(alone); err != nil {
 		return err
 	}
 	p := t.p
@@ -296,7 +297,7 @@ func (t *Topic) Send(ctx context.Context, partition int32, m *Message, a Acker) 
 	l := t.lanes[partition]
 	// An upper bound: the varints of the deltas take at most 10 bytes
 	// each, and the rest is known.
-	size := encodedLen(m, 0, 0) + 20
+	size := alone + 20
 	now := time.Now()
 	l.mu.Lock()
 	signal := false

@@ -14,15 +14,12 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// Kafka API keys and the versions of them a brokerConn speaks. Produce is
-// held at 8, the newest before the flexible encoding (9+): every broker
-// since 2.4 takes it, and Kafka 4 still does.
+// Kafka API keys a brokerConn speaks (produce in the versions of
+// produceVersion).
 const (
 	apiProduce          int16 = 0
 	apiSASLHandshake    int16 = 17
 	apiSASLAuthenticate int16 = 36
-
-	maxProduceVersion int16 = 8
 )
 
 // maxResponseBytes bounds what a broker may claim a response is, so that
@@ -89,12 +86,6 @@ func dialBroker(ctx context.Context, addr string, conf *sarama.Config) (*brokerC
 }
 
 func (c *brokerConn) Close() error { return c.nc.Close() }
-
-// produceVersion is the produce request version to send for the Kafka
-// version the user configured.
-func produceVersion(v sarama.KafkaVersion) int16 {
-	return min(produceRequestVersion(v), maxProduceVersion)
-}
 
 // writeProduce sends a produce request for one partition carrying
 // records, an encoded record batch, and returns its correlation id; the
