@@ -13,7 +13,7 @@ import (
 // every name it reads must be declared, with the matching type, in the
 // plugin's scripts.
 func TestGlueSettingsAreDeclared(t *testing.T) {
-	src, err := os.ReadFile("src/PcapOverTcpSource.cc")
+	src, err := os.ReadFile("plugin/src/PcapOverTcpSource.cc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,24 +39,26 @@ func TestGlueSettingsAreDeclared(t *testing.T) {
 
 // Every C++ source of the plugin is compiled into it.
 func TestCMakeListsAllSources(t *testing.T) {
-	cm, err := os.ReadFile("CMakeLists.txt")
+	cm, err := os.ReadFile("plugin/CMakeLists.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var srcs []string
-	for _, g := range []string{"src/*.cc", "core/*.cc"} {
+	for _, g := range []string{"plugin/src/*.cc", "core/*.cc"} {
 		m, _ := filepath.Glob(g)
 		srcs = append(srcs, m...)
 	}
 	for _, s := range srcs {
-		if !strings.Contains(string(cm), "zeek_plugin_cc("+s+")") {
+		// Paths in plugin/CMakeLists.txt are relative to plugin/.
+		rel, _ := filepath.Rel("plugin", s)
+		if !strings.Contains(string(cm), "zeek_plugin_cc("+rel+")") {
 			t.Errorf("%s is not built into the plugin", s)
 		}
 	}
 	if !strings.Contains(string(cm), "zeek_plugin_begin(Pano PcapOverTcp)") {
 		t.Error("plugin name is not Pano::PcapOverTcp")
 	}
-	plugin, err := os.ReadFile("src/Plugin.cc")
+	plugin, err := os.ReadFile("plugin/src/Plugin.cc")
 	if err != nil {
 		t.Fatal(err)
 	}

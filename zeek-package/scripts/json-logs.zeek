@@ -1,10 +1,9 @@
-##! JSON logs: one object per line, field names as Zeek writes them
-##! ("id.orig_h", ...), unset fields absent, times as epoch seconds.
-##!
-##! Rotation: Zeek run on its own does not rotate (zeekctl does). To rotate,
-##! redef Log::default_rotation_interval; Zeek then renames dns.log and
-##! opens a new one, which the shim follows (it tracks the file it was
-##! reading across the rename and finishes it before the new one).
+##! JSON logs in the shape the rest of the pipeline reads: one object per
+##! line, unset fields absent, times as epoch seconds, and record fields
+##! joined with "_" (id_orig_h, not id.orig_h), the names
+##! flowlogs-pipeline addresses, so that the shim forwards each line as it
+##! is.
 
 redef LogAscii::use_json = T;
 redef LogAscii::json_timestamps = JSON::TS_EPOCH;
+redef Log::default_scope_sep = "_";
