@@ -97,6 +97,10 @@ type server struct {
 	rttMin, rttMax float64 // log-uniform response time, seconds
 	stockZeek      bool    // NXDOMAIN responses carry no rtt, as stock Zeek logs them
 	rcodeWeights   [5]int  // NOERROR, NXDOMAIN, SERVFAIL, REFUSED, unanswered
+	// quiet: never truncated, and (by its weights) never unanswered,
+	// refused or failing, so that panels whose truth is 0 for it must
+	// show 0 rather than no data.
+	quiet bool
 }
 
 var (
@@ -105,6 +109,7 @@ var (
 		{addr: "198.18.0.5", rttMin: 1e-3, rttMax: 60e-3, rcodeWeights: [5]int{60, 15, 15, 5, 5}},
 		{addr: "fd00::53", rttMin: 20e-3, rttMax: 2.0, rcodeWeights: [5]int{50, 10, 5, 5, 30}},
 		{addr: "198.18.0.9", rttMin: 200e-6, rttMax: 20e-3, stockZeek: true, rcodeWeights: [5]int{60, 35, 2, 1, 2}},
+		{addr: QuietServer, rttMin: 100e-6, rttMax: 5e-3, rcodeWeights: [5]int{90, 10, 0, 0, 0}, quiet: true},
 	}
 	qtypes = []struct {
 		code   int
@@ -116,6 +121,10 @@ var (
 		name string
 	}{{0, "NOERROR"}, {3, "NXDOMAIN"}, {2, "SERVFAIL"}, {5, "REFUSED"}, {-1, "unanswered"}}
 )
+
+// QuietServer is the generated server that never has an unanswered,
+// truncated, refused or failed transaction.
+const QuietServer = "198.18.0.13"
 
 // NumNames is how many distinct query names the generator uses.
 const NumNames = 40
@@ -183,14 +192,18 @@ func (g *Generator) record(s server, qt, rc int, name string, tc bool) Record {
 
 // Grid returns one record for every server, query type and return code,
 // so that every labelled series exists; every query name appears too, and
-// every server has one truncated and one rejected response.
+// every server but the quiet one has one truncated and one rejected
+// response. A return code a server never gives is left out.
 func (g *Generator) Grid() []Record {
 	var out []Record
 	i := 0
 	for _, s := range servers {
 		for qt := range qtypes {
 			for rc := range rcodes {
-				tc := qtypes[qt].name == "TXT" && rcodes[rc].name == "NOERROR"
+				if s.rcodeWeights[rc] == 0 {
+					continue
+				}
+				tc := !s.quiet && qtypes[qt].name == "TXT" && rcodes[rc].name == "NOERROR"
 				out = append(out, g.record(s, qt, rc, queryName(i%NumNames), tc))
 				i++
 			}
@@ -215,7 +228,7 @@ func (g *Generator) Random(n int) []Record {
 		s := servers[g.rng.IntN(len(servers))]
 		qt := pickWeighted(g.rng, qtWeights)
 		rc := pickWeighted(g.rng, s.rcodeWeights[:])
-		tc := qtypes[qt].name == "TXT" && g.rng.IntN(4) == 0
+		tc := !s.quiet && qtypes[qt].name == "TXT" && g.rng.IntN(4) == 0
 		out = append(out, g.record(s, qt, rc, queryName(pickWeighted(g.rng, nameWeights)), tc))
 	}
 	return out

@@ -118,7 +118,44 @@ func TestDNSLogThroughPipelineMatchesDashboard(t *testing.T) {
 			t.Errorf("expected values for %s, which the dashboard does not have", where)
 		}
 	}
+
+	// The quiet server alone: where the truth is 0, a panel shows 0, not
+	// "No data" (a counter it never incremented has no series at all).
+	vars["server"] = strings.ReplaceAll(QuietServer, ".", `\\.`)
+	quiet := map[string]check{
+		"Unanswered share/A":                 exact("", one(0)),
+		"Unanswered share per server/A":      exact("server", map[string]float64{QuietServer: 0}),
+		"Truncated and rejected responses/A": exact("server", map[string]float64{QuietServer: 0}),
+		"Truncated and rejected responses/B": exact("server", map[string]float64{QuietServer: 0}),
+		"Server error ratio/A":               exact("server", map[string]float64{QuietServer: 0}),
+		"Server error ratio/B":               exact("server", map[string]float64{QuietServer: 0}),
+	}
+	for _, p := range d.QueryPanels() {
+		for _, tg := range p.Targets {
+			where := p.Title + "/" + tg.RefID
+			check, ok := quiet[where]
+			if !ok {
+				continue
+			}
+			delete(quiet, where)
+			expr, err := ExpandVariables(tg.Expr, vars)
+			if err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			v, err := q.instant(expr, at)
+			if err != nil {
+				t.Errorf("%s: %v", where, err)
+				continue
+			}
+			check(t, "quiet server: "+where+": "+expr, v)
+		}
+	}
+	for where := range quiet {
+		t.Errorf("quiet-server check for %s, which the dashboard does not have", where)
+	}
 }
+
+func one(v float64) map[string]float64 { return map[string]float64{"": v} }
 
 // expectations maps "panel title/refId" to the check of its result, all
 // computed from the records: ta and tb are phases A and B, dt the span of
@@ -167,7 +204,6 @@ func expectations(ta, tb, all *Tally, dt, shimDT time.Duration, shim bool) map[s
 	for n, c := range tb.ByName {
 		topNames[n] = float64(c) * window.Seconds() / sec // increase() over the window
 	}
-	one := func(v float64) map[string]float64 { return map[string]float64{"": v} }
 
 	w := map[string]check{
 		"Total queries/A":                    exact("", one(float64(all.Total))),
@@ -184,8 +220,8 @@ func expectations(ta, tb, all *Tally, dt, shimDT time.Duration, shim bool) map[s
 		"Server latency (p50, p99, mean)/C":  exact("server", avg),
 		"Unanswered share per server/A":      exact("server", ratio(tb.Unanswered)),
 		"Unanswered share/A":                 exact("", one(float64(tb.ByRcode["unanswered"])/float64(tb.Total))),
-		"Truncated and rejected responses/A": exact("server", rate(ta.Truncated, tb.Truncated)),
-		"Truncated and rejected responses/B": exact("server", rate(ta.Rejected, tb.Rejected)),
+		"Truncated and rejected responses/A": exact("server", rate(ta.ByServer, tb.Truncated)),
+		"Truncated and rejected responses/B": exact("server", rate(ta.ByServer, tb.Rejected)),
 		"Top query names/A":                  topK("qname", 10, topNames),
 		// No agent in this chain: the query must run and find nothing.
 		"Agent drops/A":        exact("reason", map[string]float64{}),
