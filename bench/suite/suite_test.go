@@ -93,15 +93,21 @@ func rateOf(s *Step) int {
 }
 
 func TestChainRow(t *testing.T) {
-	rep := parse(t, `BenchmarkChain/rate=2000-2 1 1998 queries/s 0 lost
-BenchmarkChain/rate=5000-2 1 4990 queries/s 0 lost
-BenchmarkChain/rate=10000-2 1 8000 queries/s 37 lost
+	rep := parse(t, `BenchmarkChain/workers=1/rate=5000-2 1 4998 queries/s 0 lost 3 agent-cpu-us/txn 30 zeek-cpu-us/txn 2 shim-cpu-us/txn 4 kafka-cpu-us/txn 5 flp-cpu-us/txn 0.5 prometheus-cpu-us/txn
+BenchmarkChain/workers=1/rate=10000-2 1 8000 queries/s 37 lost
+BenchmarkChain/workers=2/rate=5000-2 1 4990 queries/s 0 lost
 `)
-	row := chainRow(chainSteps(rep, chainRates), 10*time.Second, nil)
-	if row.Err != nil || row.Ours != "4,990 queries/s" || !strings.Contains(row.Notes, "first loss at 10,000 queries/s: 37 lost") {
+	row := chainRow(1, chainSteps(rep, 1, chainRates), 10*time.Second, nil)
+	if row.Err != nil || row.Ours != "4,998 queries/s" || !strings.Contains(row.Notes, "first loss at 10,000 queries/s: 37 lost") ||
+		!strings.Contains(row.Notes, "CPU-µs per query at 5,000 queries/s: agent 3.0, Zeek 30.0, shim 2.0, Kafka 4.0, flowlogs-pipeline 5.0, Prometheus 0.5") ||
+		!strings.Contains(row.Name, "1 Zeek worker:") {
 		t.Errorf("row = %+v", row)
 	}
-	row = chainRow(chainSteps(parse(t, "BenchmarkChain/rate=2000-2 1 1998 queries/s\n"), chainRates), time.Second, nil)
+	row = chainRow(2, chainSteps(rep, 2, chainRates), 10*time.Second, nil)
+	if row.Err != nil || row.Ours != "4,990 queries/s" || strings.Contains(row.Notes, "CPU") || !strings.Contains(row.Name, "2 Zeek workers") {
+		t.Errorf("row without CPU = %+v", row)
+	}
+	row = chainRow(1, chainSteps(parse(t, "BenchmarkChain/workers=1/rate=5000-2 1 1998 queries/s\n"), 1, chainRates), time.Second, nil)
 	if row.Err == nil || !strings.Contains(row.Err.Error(), `no "lost" metric`) {
 		t.Errorf("row without lost = %+v", row)
 	}

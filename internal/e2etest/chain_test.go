@@ -93,7 +93,7 @@ func serverPair(t *testing.T) []*server {
 // 1% of each server namespace's DNS packets dropped.
 //
 //	dnsperf x2 -> unbound x2 (namespaces) ; agent (eBPF on the host-side veths)
-//	-> PCAP-over-TCP -> tshark stand-in for Zeek -> dns.log -> pano-shim
+//	-> PCAP-over-TCP -> Zeek with zeek-package -> dns.log -> pano-shim
 //	-> Kafka -> flowlogs-pipeline (fl-pipeline-config) -> Prometheus (prometheus/)
 func TestWholeChain(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -111,23 +111,22 @@ func TestWholeChain(t *testing.T) {
 		ifaces = append(ifaces, s.ns.HostIf)
 	}
 	c := startChain(t, ifaces, 1)
-	prom, ag := c.prom, c.ag
 
 	t.Run("steady", func(t *testing.T) {
-		runPhase(t, prom, steady, dur, ag, false)
+		runPhase(t, c, steady, dur, false)
 	})
 	// Servers with a resolver's response time (milliseconds): there the
 	// histogram's average must be within 20% of dnsperf's (the issue's
 	// criterion), which the fast servers above cannot show (see
 	// dnsperfTolerance).
 	t.Run("resolvers", func(t *testing.T) {
-		runPhase(t, prom, resolvers, dur, ag, true)
+		runPhase(t, c, resolvers, dur, true)
 	})
 	t.Run("one-percent-loss", func(t *testing.T) {
 		for _, s := range lossy {
 			dropOnePercent(t, s.ns)
 		}
-		rep := runPhase(t, prom, lossy, dur, ag, false)
+		rep := runPhase(t, c, lossy, dur, false)
 		lost := 0
 		for _, r := range rep {
 			lost += r.Lost
@@ -163,9 +162,10 @@ func dropOnePercent(t *testing.T, ns *testenv.Netns) {
 }
 
 // runPhase runs both dnsperf instances at once and compares their reports
-// with Prometheus.
-func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur time.Duration, ag *agent, assertDNSPerfLatency bool) []testenv.DNSPerfReport {
+// with Prometheus and with Zeek's dns.log.
+func runPhase(t *testing.T, c *chain, servers []*server, dur time.Duration, assertDNSPerfLatency bool) []testenv.DNSPerfReport {
 	t.Helper()
+	prom, ag := c.prom, c.ag
 	names := make([]string, len(servers))
 	for i, s := range servers {
 		names[i] = s.addr()
@@ -224,6 +224,7 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 	if ag.exited() {
 		t.Fatalf("the agent exited during the load: %s", ag.lastLog())
 	}
+	c.zeekAlive(t)
 	wire := make([]wireStats, len(servers))
 	for i, d := range dumps {
 		p, st := d.Stop(t)
@@ -242,8 +243,9 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 	}
 
 	// Everything sent must arrive: answered records at once, unanswered
-	// ones after the stand-in's 5 s timeout; then the shim, Kafka,
-	// flowlogs-pipeline and a 5 s scrape.
+	// ones when Zeek expires their connection (5 s after its last packet,
+	// see zeekTestArgs); then the shim, Kafka, flowlogs-pipeline and a 5 s
+	// scrape.
 	var got map[string]float64
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -272,6 +274,7 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 	}
 	firstAfter := firstAt.Sub(firstQuery)
 	check := newChecker(t)
+	logs := countDNSLogs(t, c.logs, names)
 	totalCompleted, totalLost, latencySum := 0, 0, 0.0
 	wantRcodes := map[string]int{}
 	for i, r := range reports {
@@ -293,6 +296,17 @@ func runPhase(t *testing.T, prom *testenv.Prometheus, servers []*server, dur tim
 		check.exact(s+" unanswered (rcode label)", byRcode["unanswered"], r.Lost)
 		check.exact(s+" unanswered (unanswered_queries_total)", scalar(t, prom, ctx, fmt.Sprintf(`sum(pano_dns_unanswered_queries_total{server="%s"}) or vector(0)`, s)), r.Lost)
 		check.exact(s+" total", got[s], r.Completed+r.Lost)
+		// Zeek's own log, before the shim: one record per query, an rcode
+		// on each answered one and an rtt on every record with an rcode
+		// (NXDOMAIN, NODATA and SERVFAIL included; zeek-package's dns-rtt).
+		lc := logs[s]
+		check.exact(s+" dns.log records", float64(lc.records), r.Completed+r.Lost)
+		check.exact(s+" dns.log records with rcode", float64(lc.answered), r.Completed)
+		check.exact(s+" dns.log records without rcode", float64(lc.unanswered), r.Lost)
+		check.exact(s+" dns.log records with rcode, without rtt", float64(lc.noRTT), 0)
+		if lc.noRTT > 0 {
+			t.Logf("%s: dns.log record %s has an rcode and no rtt", s, lc.example)
+		}
 
 		n := scalar(t, prom, ctx, fmt.Sprintf(`sum(pano_dns_response_time_seconds_count{server="%s"})`, s))
 		sum := scalar(t, prom, ctx, fmt.Sprintf(`sum(pano_dns_response_time_seconds_sum{server="%s"})`, s))

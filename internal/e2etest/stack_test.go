@@ -19,7 +19,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pano-observability/pano/internal/testenv"
-	"github.com/pano-observability/pano/internal/zeekstandin"
 )
 
 // build compiles one of the repository's commands into dir.
@@ -152,6 +151,7 @@ func scrape(ctx context.Context, u string) (map[string]float64, error) {
 type agent struct {
 	*proc
 	pcapAddrs   []string // stream i's PCAP-over-TCP address
+	basePort    int      // stream 0's port; stream i's is basePort + i
 	metricsAddr string
 }
 
@@ -160,7 +160,7 @@ type agent struct {
 func startAgent(t testing.TB, bin string, ifaces []string, streams int) *agent {
 	t.Helper()
 	base := freePortRun(t, streams)
-	a := &agent{metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
+	a := &agent{basePort: base, metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
 	for i := range streams {
 		a.pcapAddrs = append(a.pcapAddrs, fmt.Sprintf("127.0.0.1:%d", base+i))
 	}
@@ -220,95 +220,64 @@ func freePortRun(t testing.TB, n int) int {
 	return 0
 }
 
-// standIn runs the Zeek stand-in on the agent's PCAP-over-TCP stream,
-// appending to logPath, until the test ends.
-type standIn struct {
-	conn  net.Conn
-	done  chan struct{}
-	stats zeekstandin.Stats
-	err   error
-}
-
-func startStandIn(t testing.TB, addr, logPath string) *standIn {
-	t.Helper()
-	testenv.RequireProgram(t, "tshark", "tshark")
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("connect to the agent's stream: %v", err)
-	}
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &standIn{conn: conn, done: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer close(s.done)
-		defer f.Close()
-		// As the zeek-package runs Zeek: an rtt for every response; -C,
-		// since locally sent packets are captured before their checksum
-		// is filled in.
-		s.stats, s.err = zeekstandin.Convert(ctx, conn, f, zeekstandin.Options{
-			RTT: zeekstandin.RTTEveryResponse, IgnoreChecksums: true, Live: true, Timeout: 5 * time.Second,
-		})
-	}()
-	t.Cleanup(func() {
-		conn.Close()
-		select {
-		case <-s.done:
-		case <-time.After(20 * time.Second):
-			cancel()
-			<-s.done
-		}
-		cancel()
-		t.Logf("stand-in: %+v, err %v", s.stats, s.err)
-	})
-	return s
-}
+// zeekTestArgs are the redefs the tests give Zeek (ZEEK_ARGS), so that
+// every query is logged soon after the load ends. Zeek writes an
+// unanswered query to dns.log only when its connection's state is removed:
+// for UDP after udp_inactivity_timeout (1 min by default) without a
+// packet. A dnsperf socket is busy for the whole load, so 5 s (dnsperf's
+// own timeout for an answer in these tests) changes nothing while it runs
+// and ends each phase 5 s after its last packet instead of a minute. The
+// alternative, stopping Zeek after each phase, would need a fresh Zeek
+// (and a fresh PCAP-over-TCP connection) per phase, and would not show
+// that a running Zeek flushes by itself.
+const zeekTestArgs = "udp_inactivity_timeout=5sec"
 
 // chain is the pipeline after the DNS servers: the agent capturing on
-// their interfaces with its streams, one Zeek stand-in per stream, the
-// shim, Kafka, flowlogs-pipeline and Prometheus.
+// their interfaces with its streams, Zeek with PANO's package reading
+// them (one worker per stream), the shim, Kafka, flowlogs-pipeline and
+// Prometheus.
 type chain struct {
-	ag   *agent
-	prom *testenv.Prometheus
-	logs []string // stream i's dns.log
+	ag    *agent
+	zeek  *testenv.Zeek
+	shim  *proc
+	kafka *testenv.Kafka
+	flp   *testenv.FLP
+	prom  *testenv.Prometheus
+	logs  []string // stream i's dns.log
 }
 
-// startChain starts the pipeline. With one stream the stand-in writes
-// dns.log and the shim follows that path; with more, stand-in i reads
-// stream i and writes worker-i/dns.log, as zeek-package's docker
-// entrypoint lays out ZEEK_WORKERS>1, and one shim follows the glob.
+// startChain starts the pipeline. Zeek runs as the zeek-package image's
+// entrypoint runs it with ZEEK_WORKERS=streams: one worker writes
+// dns.log, and the shim follows that path; with more, worker i reads the
+// agent's stream i (the base port + i) and writes worker-i/dns.log, and
+// one shim follows the glob.
 func startChain(t testing.TB, ifaces []string, streams int) *chain {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	agentBin, shimBin := binaries(t)
+	img := testenv.CachedZeekImage(t)
 
 	k := testenv.StartKafka(t)
-	flp := testenv.StartPANOFLP(t, k)
-
-	c := &chain{ag: startAgent(t, agentBin, ifaces, streams)}
+	c := &chain{kafka: k, flp: testenv.StartPANOFLP(t, k)}
+	c.ag = startAgent(t, agentBin, ifaces, streams)
 	logDir := t.TempDir()
 	pattern := filepath.Join(logDir, "dns.log")
 	if streams > 1 {
 		pattern = filepath.Join(logDir, "worker-*", "dns.log")
 	}
-	for i, addr := range c.ag.pcapAddrs {
+	for i := range streams {
 		p := filepath.Join(logDir, "dns.log")
 		if streams > 1 {
 			p = filepath.Join(logDir, fmt.Sprintf("worker-%d", i), "dns.log")
-			if err := os.Mkdir(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
 		}
-		if err := os.WriteFile(p, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		startStandIn(t, addr, p)
 		c.logs = append(c.logs, p)
 	}
+	c.zeek = testenv.StartZeek(t, img, testenv.ZeekOptions{
+		Port: c.ag.basePort, Workers: streams, LogDir: logDir, Env: []string{"ZEEK_ARGS=" + zeekTestArgs},
+	})
+	c.waitZeekConnected(t, streams)
 	shimMetrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	start(t, "pano-shim", nil, shimBin, "-logs", pattern, "-brokers", k.Bootstrap,
+	c.shim = start(t, "pano-shim", nil, shimBin, "-logs", pattern, "-brokers", k.Bootstrap,
 		"-state-dir", t.TempDir(), "-metrics-addr", shimMetrics)
 
 	rules, err := filepath.Glob(filepath.Join(root, "prometheus", "rules", "*.yml"))
@@ -316,10 +285,42 @@ func startChain(t testing.TB, ifaces []string, streams int) *chain {
 		t.Fatalf("rule files: %v %v", rules, err)
 	}
 	c.prom = testenv.StartPrometheus(t, prometheusConfig(t, root, map[string]string{
-		"flowlogs-pipeline": hostPort(t, flp.MetricsURL), "pano-agent": c.ag.metricsAddr, "pano-shim": shimMetrics,
+		"flowlogs-pipeline": hostPort(t, c.flp.MetricsURL), "pano-agent": c.ag.metricsAddr, "pano-shim": shimMetrics,
 	}), rules...)
 	c.prom.WaitTargetsUp(t, 3)
 	return c
+}
+
+// waitZeekConnected waits until each of Zeek's workers is connected to
+// its stream, so that nothing the load sends is captured before Zeek
+// reads it.
+func (c *chain) waitZeekConnected(t testing.TB, streams int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		m, err := scrape(ctx, "http://"+c.ag.metricsAddr+"/metrics")
+		cancel()
+		if err == nil && m["pano_agent_pcap_over_tcp_clients_connected"] == float64(streams) {
+			return
+		}
+		if exited, zerr := c.zeek.Exited(); exited {
+			t.Fatalf("zeek exited before connecting to the agent: %v", zerr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zeek's %d worker(s) not connected to the agent after a minute: %v (clients %v)",
+				streams, err, m["pano_agent_pcap_over_tcp_clients_connected"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// zeekAlive fails the test if Zeek has stopped.
+func (c *chain) zeekAlive(t testing.TB) {
+	t.Helper()
+	if exited, err := c.zeek.Exited(); exited {
+		t.Fatalf("zeek exited during the load: %v", err)
+	}
 }
 
 // prometheusConfig is PANO's prometheus.yml with its targets pointed at

@@ -1,19 +1,15 @@
 package e2etest
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/pano-observability/pano/agent/flowhash"
 	"github.com/pano-observability/pano/internal/testenv"
-	"github.com/pano-observability/pano/internal/zeekstandin"
 )
 
 // chainStreams is the number of PCAP-over-TCP streams, so of Zeek
@@ -32,9 +28,9 @@ const streamClients = 20
 const minStreamShare = 0.1
 
 // TestWholeChainStreams is TestWholeChain's steady phase with the capture
-// split in two streams: the agent with PCA_STREAMS=2, one Zeek stand-in
-// per stream writing worker-i/dns.log as the zeek-package's entrypoint
-// does with ZEEK_WORKERS=2, and one shim following worker-*/dns.log. The
+// split in two streams: the agent with PCA_STREAMS=2, Zeek started by the
+// zeek-package's entrypoint with ZEEK_WORKERS=2 (worker i reads stream i
+// and writes worker-i/dns.log), and one shim following worker-*/dns.log. The
 // totals must still equal dnsperf's exactly; in addition each stream must
 // carry a share of the load, each worker's log only the flows the flow
 // hash puts in its stream, and the agent must have dropped nothing in
@@ -57,7 +53,7 @@ func TestWholeChainStreams(t *testing.T) {
 	c := startChain(t, ifaces, chainStreams)
 
 	t.Run("steady", func(t *testing.T) {
-		reports := runPhase(t, c.prom, servers, dur, c.ag, false)
+		reports := runPhase(t, c, servers, dur, false)
 		want := 0
 		for _, r := range reports {
 			want += r.Completed + r.Lost
@@ -128,32 +124,8 @@ func checkStreams(t *testing.T, c *chain, want int) {
 	}
 }
 
-// readDNSLog reads a JSON dns.log as the stand-in writes it.
-func readDNSLog(t *testing.T, path string) []zeekstandin.Record {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []zeekstandin.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		var r zeekstandin.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%s:%d: %v", path, line, err)
-		}
-		out = append(out, r)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return out
-}
-
 // recordFlow is the flow a dns.log record's connection is.
-func recordFlow(t *testing.T, r zeekstandin.Record) flowhash.Flow {
+func recordFlow(t *testing.T, r dnsRecord) flowhash.Flow {
 	t.Helper()
 	src, err1 := netip.ParseAddr(r.OrigH)
 	dst, err2 := netip.ParseAddr(r.RespH)

@@ -23,6 +23,8 @@ type FLP struct {
 	// OpsMetricsURL is the global metrics server's /metrics (operational
 	// metrics), "" if the configuration disables it.
 	OpsMetricsURL string
+	// Pid is the process's, for benchmarks' CPU accounting (ProcessCPU).
+	Pid int
 }
 
 const flpReadyTimeout = time.Minute
@@ -77,6 +79,7 @@ func StartFLP(t testing.TB, configYAML string) *FLP {
 			t.Logf("flowlogs-pipeline ready in %v, metrics on %s", time.Since(start).Round(time.Millisecond), f.MetricsURL)
 			svcLogOnFailure(t, "flowlogs-pipeline", logPath, 200)
 			t.Cleanup(func() { p.stop(10 * time.Second) })
+			f.Pid = p.cmd.Process.Pid
 			return f
 		}
 		p.stop(10 * time.Second)

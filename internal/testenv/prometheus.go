@@ -22,6 +22,7 @@ import (
 // on loopback, with its database in the test's temporary directory.
 type Prometheus struct {
 	URL string // "http://127.0.0.1:port"
+	Pid int    // the process's, for benchmarks' CPU accounting (ProcessCPU)
 
 	api promv1.API
 }
@@ -72,7 +73,7 @@ func StartPrometheus(t testing.TB, configYAML string, ruleFiles ...string) *Prom
 			if err != nil {
 				t.Fatal(err)
 			}
-			return &Prometheus{URL: url, api: promv1.NewAPI(c)}
+			return &Prometheus{URL: url, Pid: p.cmd.Process.Pid, api: promv1.NewAPI(c)}
 		}
 		p.stop(10 * time.Second)
 		lastErr = err

@@ -1,0 +1,88 @@
+package e2etest
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"testing"
+)
+
+// dnsRecord is the part of a dns.log line (Zeek's JSON, with
+// zeek-package's "_" field names) the checks read.
+type dnsRecord struct {
+	UID   string   `json:"uid"`
+	OrigH string   `json:"id_orig_h"`
+	OrigP uint16   `json:"id_orig_p"`
+	RespH string   `json:"id_resp_h"`
+	RespP uint16   `json:"id_resp_p"`
+	Proto string   `json:"proto"`
+	RCode *int     `json:"rcode"` // absent: no response was seen
+	RTT   *float64 `json:"rtt"`   // seconds
+}
+
+// readDNSLog reads a JSON dns.log; a log not written yet is empty.
+func readDNSLog(t testing.TB, path string) []dnsRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []dnsRecord
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		var r dnsRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s:%d: %v", path, line, err)
+		}
+		out = append(out, r)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return out
+}
+
+// logCounts are one server's dns.log records.
+type logCounts struct {
+	records, answered, unanswered int
+	noRTT                         int // records with an rcode but no rtt
+	example                       string
+}
+
+// countDNSLogs counts the records for each server address in every log.
+func countDNSLogs(t testing.TB, logs []string, servers []string) map[string]*logCounts {
+	t.Helper()
+	out := map[string]*logCounts{}
+	for _, s := range servers {
+		out[s] = &logCounts{}
+	}
+	for _, p := range logs {
+		for _, r := range readDNSLog(t, p) {
+			c := out[r.RespH]
+			if c == nil {
+				continue
+			}
+			c.records++
+			switch {
+			case r.RCode == nil:
+				c.unanswered++
+			case r.RTT == nil || *r.RTT <= 0:
+				c.noRTT++
+				c.answered++
+				if c.example == "" {
+					c.example = r.UID
+				}
+			default:
+				c.answered++
+			}
+		}
+	}
+	return out
+}
