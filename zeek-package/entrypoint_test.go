@@ -121,7 +121,12 @@ func waitExit(t *testing.T, cmd *exec.Cmd) error {
 func TestEntrypointOneWorker(t *testing.T) {
 	cmd, out, logs := startEntrypoint(t)
 	runs := waitRuns(t, out, 1)
-	want := []string{"-C", "-i", "pcapovertcp::127.0.0.1:57012", "local", "pano", "Pano::only_forwarded_logs=T"}
+	self, err := filepath.Abs("docker/entrypoint.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"-C", "-i", "pcapovertcp::127.0.0.1:57012", "local", "pano", "Pano::only_forwarded_logs=T",
+		"Log::default_rotation_interval=1hr", "Log::default_rotation_postprocessor_cmd=" + self + " --prune-rotated"}
 	if runs[0].Dir != logs || strings.Join(runs[0].Args, " ") != strings.Join(want, " ") {
 		t.Fatalf("zeek ran in %s with %q, want %s with %q", runs[0].Dir, runs[0].Args, logs, want)
 	}
@@ -173,7 +178,8 @@ func TestEntrypointWorkerFailure(t *testing.T) {
 }
 
 func TestEntrypointRejectsBadSettings(t *testing.T) {
-	for _, env := range [][]string{{"ZEEK_WORKERS=0"}, {"ZEEK_WORKERS=two"}, {"ZEEK_WORKERS=4", "PCA_SERVER_PORT=65533"}} {
+	for _, env := range [][]string{{"ZEEK_WORKERS=0"}, {"ZEEK_WORKERS=two"}, {"ZEEK_WORKERS=4", "PCA_SERVER_PORT=65533"},
+		{"ZEEK_ROTATION_INTERVAL=1hr;id"}, {"ZEEK_ROTATION_INTERVAL=hourly"}, {"ZEEK_ROTATED_RETENTION=2h"}} {
 		cmd, _, _ := startEntrypoint(t, env...)
 		err := waitExit(t, cmd)
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 64 {

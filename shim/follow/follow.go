@@ -1,7 +1,8 @@
 // Package follow reads a growing log file line by line, the way Zeek
 // writes it: it waits for a file that does not exist yet, finishes a
-// rotated (renamed) file before moving to its successor, and starts over
-// when the file is truncated or replaced.
+// rotated (renamed) file before moving to its successor (the next rotated
+// file, oldest first, then the live one), and starts over when the file
+// is truncated or replaced.
 package follow
 
 import (
@@ -54,6 +55,10 @@ type Line struct {
 	// after truncation) when reading did not resume a saved position:
 	// per-file state such as a TSV header starts over.
 	Reset bool
+	// Opened carries no data: reading finished the file Prev and moved
+	// to File, from offset End (0).
+	Opened bool
+	Prev   Identity
 }
 
 // Options configure a Follower.
@@ -81,6 +86,9 @@ type Follower struct {
 	size  int64 // last known size of the file
 
 	stat chan Stat
+	// finished holds the files read to their end since New: rotated
+	// away, they are not read again.
+	finished map[[2]uint64]bool
 }
 
 // Stat is a snapshot for metrics.
@@ -103,7 +111,7 @@ func New(opts Options, start Position) *Follower {
 		opts.Logger = slog.Default()
 	}
 	f := &Follower{opts: opts, log: opts.Logger, start: start,
-		buf: make([]byte, 256<<10), stat: make(chan Stat, 1)}
+		buf: make([]byte, 256<<10), stat: make(chan Stat, 1), finished: map[[2]uint64]bool{}}
 	f.stat <- Stat{}
 	return f
 }
@@ -308,23 +316,77 @@ func (f *Follower) openInitial() error {
 			file.Close()
 			f.log.Warn("saved file is shorter than the saved offset; reading from its beginning", "file", file.Name())
 		} else {
-			f.log.Warn("saved file not found (rotated away or replaced); reading from the beginning")
+			f.log.Warn("saved file not found (rotated away and deleted, or replaced); reading the oldest rotated file or the log from its beginning")
 		}
 	}
-	file, err := os.Open(f.opts.Path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("open log: %w", err)
+	// Rotated files not yet deleted come first: the shim deletes the
+	// ones it finished, so those left are unread.
+	next, err := f.successor(Identity{})
+	if err != nil || next == nil {
+		return err
 	}
-	fi, err := file.Stat()
+	if next.Name() != f.opts.Path {
+		f.log.Info("reading rotated file first", "file", next.Name())
+	}
+	fi, err := next.Stat()
 	if err != nil {
-		file.Close()
+		next.Close()
 		return fmt.Errorf("stat log: %w", err)
 	}
-	f.setFile(file, identityOf(fi), 0, true)
+	f.setFile(next, identityOf(fi), 0, true)
 	return nil
+}
+
+// successor opens the file to read after cur (zero: the first one): the
+// rotated file after cur's rotated name, else the oldest rotated file
+// not finished yet, else the live log. It returns nil when there is
+// none yet.
+func (f *Follower) successor(cur Identity) (*os.File, error) {
+	rotated, err := Rotated(f.opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	cands := rotated
+	present := map[[2]uint64]bool{}
+	for i, name := range rotated {
+		fi, err := os.Stat(name)
+		if err != nil {
+			continue
+		}
+		id := identityOf(fi)
+		present[[2]uint64{id.Dev, id.Ino}] = true
+		if !cur.IsZero() && id.SameFile(cur) && len(cands) == len(rotated) {
+			cands = rotated[i+1:]
+		}
+	}
+	// A finished file no longer among the rotated ones was deleted: its
+	// inode may come back as a new file.
+	for k := range f.finished {
+		if !present[k] {
+			delete(f.finished, k)
+		}
+	}
+	for _, name := range append(cands, f.opts.Path) {
+		file, err := os.Open(name)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // deleted meanwhile
+			}
+			return nil, fmt.Errorf("open log: %w", err)
+		}
+		fi, err := file.Stat()
+		if err != nil {
+			file.Close()
+			return nil, fmt.Errorf("stat log: %w", err)
+		}
+		id := identityOf(fi)
+		if id.SameFile(cur) || f.finished[[2]uint64{id.Dev, id.Ino}] {
+			file.Close()
+			continue
+		}
+		return file, nil
+	}
+	return nil, nil
 }
 
 // findSaved looks for the file id names: at Path, or renamed within its
@@ -404,9 +466,6 @@ func (f *Follower) checkFile() (switched bool, last *Line, err error) {
 	if n, err := f.fill(); err != nil || n > 0 {
 		return n > 0, nil, err
 	}
-	if err != nil || pfi == nil {
-		return false, nil, nil // no successor yet: keep watching the old file
-	}
 	if f.w > f.r {
 		// A last line without '\n': hand it out before moving on.
 		l := Line{Data: f.buf[f.r:f.w], File: f.id, End: f.off + int64(f.w), Reset: f.reset}
@@ -417,21 +476,20 @@ func (f *Follower) checkFile() (switched bool, last *Line, err error) {
 		f.r = f.w
 		return false, &l, nil
 	}
-	file, err := os.Open(f.opts.Path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil, nil
-		}
-		return false, nil, fmt.Errorf("open log: %w", err)
+	file, err := f.successor(f.id)
+	if err != nil || file == nil {
+		return false, nil, err // no successor yet: keep watching the old file
 	}
 	nfi, err := file.Stat()
 	if err != nil {
 		file.Close()
 		return false, nil, fmt.Errorf("stat log: %w", err)
 	}
-	f.log.Info("log rotated; reading its successor", "previous_size", end)
+	prev := f.id
+	f.finished[[2]uint64{prev.Dev, prev.Ino}] = true
+	f.log.Info("log rotated; reading its successor", "previous_size", end, "next", file.Name())
 	f.setFile(file, identityOf(nfi), 0, true)
-	return true, nil, nil
+	return true, &Line{File: f.id, Opened: true, Prev: prev}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -26,8 +26,19 @@ func appendTo(t *testing.T, path, s string) {
 	f.Close()
 }
 
-// next reads one line within a second.
+// next reads one line within a second, passing over Opened markers.
 func next(t *testing.T, f *Follower) Line {
+	t.Helper()
+	for {
+		l := nextAny(t, f)
+		if !l.Opened {
+			return l
+		}
+	}
+}
+
+// nextAny reads one line or Opened marker.
+func nextAny(t *testing.T, f *Follower) Line {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -187,5 +198,90 @@ func TestFollowResumeReplaced(t *testing.T) {
 	defer g.Close()
 	if m := next(t, g); string(m.Data) != "new-1" || !m.Reset {
 		t.Fatalf("got %q", m.Data)
+	}
+}
+
+// zeekRotate renames path as Zeek's ASCII writer does (the open time in
+// the name) and starts a new file holding content.
+func zeekRotate(t *testing.T, path string, open time.Time, content string) string {
+	t.Helper()
+	rotated := strings.TrimSuffix(path, ".log") + "." + open.UTC().Format("2006-01-02-15-04-05") + ".log"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, path, content)
+	return rotated
+}
+
+// TestFollowSeveralRotations: rotations while the reader was away are
+// read oldest first, each to its end, then the live log; each move is
+// announced by an Opened marker.
+func TestFollowSeveralRotations(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dns.log")
+	appendTo(t, path, "a1\na2\n")
+	f := New(opts(path), Position{})
+	l := next(t, f)
+	f.Close()
+
+	t0 := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	zeekRotate(t, path, t0, "b1\n")
+	zeekRotate(t, path, t0.Add(time.Hour), "c1\nc2\n")
+	// Another log's rotated file and a shadow file in the same folder
+	// are not this log's.
+	appendTo(t, filepath.Join(dir, "dns_x.2026-12-03-08-30-00.log"), "other\n")
+	appendTo(t, filepath.Join(dir, ".shadow.dns.log"), "x\n")
+	zeekRotate(t, path, t0.Add(2*time.Hour), "d1\n")
+
+	g := New(opts(path), Position{File: l.File, Offset: l.End})
+	defer g.Close()
+	var got []string
+	for len(got) < 8 {
+		m := nextAny(t, g)
+		if m.Opened {
+			got = append(got, "|")
+			continue
+		}
+		got = append(got, string(m.Data))
+	}
+	if s := strings.Join(got, " "); s != "a2 | b1 | c1 c2 | d1" {
+		t.Fatalf("got %s", s)
+	}
+	expectNone(t, g)
+
+	// A fresh start (no saved position) begins with the oldest rotated
+	// file left.
+	h := New(opts(path), Position{})
+	defer h.Close()
+	if m := next(t, h); string(m.Data) != "a1" {
+		t.Fatalf("fresh start read %q first, want a1", m.Data)
+	}
+}
+
+// TestRemoveRotated deletes only a rotated file with the same identity.
+func TestRemoveRotated(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dns.log")
+	appendTo(t, path, "a1\n")
+	f := New(opts(path), Position{})
+	l := next(t, f)
+	f.Close()
+	if name, err := RemoveRotated(path, l.File); err != nil || name != "" {
+		t.Fatalf("removed the live log? %q %v", name, err)
+	}
+	rotated := zeekRotate(t, path, time.Now(), "b1\n")
+	if name, err := RemoveRotated(path, l.File); err != nil || name != rotated {
+		t.Fatalf("RemoveRotated = %q, %v; want %s", name, err, rotated)
+	}
+	if _, err := os.Stat(rotated); !os.IsNotExist(err) {
+		t.Fatalf("%s still there: %v", rotated, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"dns.2026-12-03-08-00-00.log": true, "dns.log": false, ".shadow.dns.log": true, "dns.log.1": false} {
+		if IsRotatedName(name) != want {
+			t.Errorf("IsRotatedName(%q) = %v", name, !want)
+		}
 	}
 }

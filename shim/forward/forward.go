@@ -36,9 +36,12 @@ type Config struct {
 	PollInterval       time.Duration
 	CheckpointInterval time.Duration
 	MaxLineBytes       int
-	Kafka              produce.Config
-	Logger             *slog.Logger
-	Registerer         prometheus.Registerer
+	// DeleteRotated deletes a rotated log file once the saved position
+	// is past it (every line in Kafka).
+	DeleteRotated bool
+	Kafka         produce.Config
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
 }
 
 // Forwarder runs the shim.
@@ -226,7 +229,8 @@ func (f *Forwarder) expand() []string {
 				f.log.Error("bad log pattern", "pattern", p, "err", err)
 			}
 			for _, x := range m {
-				if !strings.HasSuffix(x, ".gz") {
+				// Rotated files are read as part of their live log.
+				if !strings.HasSuffix(x, ".gz") && !follow.IsRotatedName(filepath.Base(x)) {
 					out = append(out, x)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -47,8 +48,62 @@ type logRun struct {
 	partitions int32   // of topic, when the session started
 	keyless    int32   // spreads records without uid
 
-	lines, produced, dups prometheus.Counter
-	saveMu                sync.Mutex // one save at a time
+	lines, produced, dups, deleted prometheus.Counter
+	saveMu                         sync.Mutex // one save at a time
+	rot                            rotation
+}
+
+// rotation knows the order of the files read in this session and which
+// of them are finished, so that a finished rotated file is deleted once
+// the saved position is in a later file.
+type rotation struct {
+	mu       sync.Mutex
+	seq      map[[2]uint64]int // order in which the files were read
+	next     int               // the next file's number in seq
+	finished []finishedFile    // oldest first
+}
+
+type finishedFile struct {
+	id  follow.Identity
+	seq int
+}
+
+func fileKey(id follow.Identity) [2]uint64 { return [2]uint64{id.Dev, id.Ino} }
+
+// moved records that reading finished prev and went on to next.
+func (r *rotation) moved(prev, next follow.Identity) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seq == nil {
+		r.seq = map[[2]uint64]int{}
+	}
+	ps, ok := r.seq[fileKey(prev)]
+	if !ok {
+		ps = r.next
+		r.seq[fileKey(prev)] = ps
+		r.next++
+	}
+	r.seq[fileKey(next)] = r.next
+	r.next++
+	r.finished = append(r.finished, finishedFile{prev, ps})
+}
+
+// passed removes and returns the finished files read before the file of
+// a saved position.
+func (r *rotation) passed(saved follow.Identity) []follow.Identity {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.seq[fileKey(saved)]
+	if !ok {
+		return nil
+	}
+	var out []follow.Identity
+	for len(r.finished) > 0 && r.finished[0].seq < cur {
+		out = append(out, r.finished[0].id)
+		delete(r.seq, fileKey(r.finished[0].id))
+		r.finished = r.finished[1:]
+	}
+	return out
 }
 
 func (f *Forwarder) openLog(ctx context.Context, client sarama.Client, prod *produce.Producer, path string) (*logRun, error) {
@@ -104,6 +159,23 @@ func (f *Forwarder) openLog(ctx context.Context, client sarama.Client, prod *pro
 		lines:    f.metrics.LinesRead.WithLabelValues(path),
 		produced: f.metrics.RecordsProduced.WithLabelValues(path, topic),
 		dups:     f.metrics.DuplicatesSkip.WithLabelValues(path),
+		deleted:  f.metrics.RotatedDeleted.WithLabelValues(path),
+	}
+	if ok && f.cfg.DeleteRotated {
+		// Rotated files older than the saved one were passed before a
+		// restart that came before their deletion.
+		old, err := follow.RotatedBefore(path, st.File)
+		if err != nil {
+			log.Warn("looking for rotated files already passed", "err", err)
+		}
+		for _, name := range old {
+			if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+				log.Warn("cannot delete a rotated log already forwarded", "file", name, "err", err)
+				continue
+			}
+			lr.deleted.Inc()
+			log.Info("deleted rotated log: forwarded before the restart", "file", name)
+		}
 	}
 	lr.track = newTracker(st, func(e *entry) {
 		lr.produced.Inc()
@@ -145,6 +217,13 @@ func (lr *logRun) run(ctx context.Context) error {
 				return nil
 			}
 			return fmt.Errorf("follow %s: %w", lr.path, err)
+		}
+		if line.Opened {
+			// The previous file is finished: once this position is
+			// saved, it can go.
+			lr.rot.moved(line.Prev, line.File)
+			lr.track.skip(line.File, line.End, []string{})
+			continue
 		}
 		lr.lines.Inc()
 		if line.Reset {
@@ -270,7 +349,26 @@ func (lr *logRun) saveIfChanged() error {
 		lr.track.markDirty()
 		return err
 	}
+	if lr.f.cfg.DeleteRotated {
+		lr.deletePassed(st.File)
+	}
 	return nil
+}
+
+// deletePassed deletes the finished rotated files before saved, the file
+// of a position just saved: every line of theirs is in Kafka.
+func (lr *logRun) deletePassed(saved follow.Identity) {
+	for _, id := range lr.rot.passed(saved) {
+		name, err := follow.RemoveRotated(lr.path, id)
+		if err != nil {
+			lr.log.Warn("cannot delete a forwarded rotated log", "err", err)
+			continue
+		}
+		if name != "" {
+			lr.deleted.Inc()
+			lr.log.Info("deleted rotated log: every line is in kafka", "file", name)
+		}
+	}
 }
 
 // save writes the final position of the session.

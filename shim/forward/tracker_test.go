@@ -49,3 +49,27 @@ func TestTopicFor(t *testing.T) {
 		}
 	}
 }
+
+// TestRotationPassed: finished files are handed out for deletion once the
+// saved position is in a later file, however many moves came before.
+func TestRotationPassed(t *testing.T) {
+	var r rotation
+	id := func(i uint64) follow.Identity { return follow.Identity{Dev: 1, Ino: i} }
+	r.moved(id(1), id(2))
+	if got := r.passed(id(1)); len(got) != 0 {
+		t.Fatalf("position still in file 1, yet %v passed", got)
+	}
+	r.moved(id(2), id(3))
+	if got := r.passed(id(3)); len(got) != 2 || got[0] != id(1) || got[1] != id(2) {
+		t.Fatalf("passed = %v, want files 1 and 2", got)
+	}
+	for i := uint64(3); i < 10; i++ {
+		r.moved(id(i), id(i+1))
+		if got := r.passed(id(i + 1)); len(got) != 1 || got[0] != id(i) {
+			t.Fatalf("move %d: passed = %v, want file %d", i, got, i)
+		}
+	}
+	if got := r.passed(id(99)); len(got) != 0 {
+		t.Fatalf("an unknown file passed %v", got)
+	}
+}

@@ -13,6 +13,7 @@ type Metrics struct {
 	RecordsProduced *prometheus.CounterVec // by log, topic: acknowledged by Kafka
 	Errors          *prometheus.CounterVec // by log, kind
 	DuplicatesSkip  *prometheus.CounterVec // by log
+	RotatedDeleted  *prometheus.CounterVec // by log
 	ProduceLatency  prometheus.Histogram
 	Sessions        prometheus.Counter
 	BatchesResent   prometheus.CounterFunc
@@ -37,6 +38,9 @@ func New(reg prometheus.Registerer, inFlight, resent func() float64) *Metrics {
 		DuplicatesSkip: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pano_shim_duplicates_skipped_total", Help: "Lines not sent again because Kafka already had them (after a crash).",
 		}, []string{"log"}),
+		RotatedDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pano_shim_rotated_files_deleted_total", Help: "Rotated log files deleted once every line was in Kafka and the position saved past them.",
+		}, []string{"log"}),
 		ProduceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "pano_shim_produce_latency_seconds", Help: "Time from handing a record to the producer to Kafka's acknowledgement (one record in 8 is timed).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
@@ -52,7 +56,7 @@ func New(reg prometheus.Registerer, inFlight, resent func() float64) *Metrics {
 		}, inFlight),
 		Behind: &Behind{logs: map[string]func() float64{}},
 	}
-	reg.MustRegister(m.LinesRead, m.RecordsProduced, m.Errors, m.DuplicatesSkip, m.ProduceLatency, m.Sessions, m.BatchesResent, m.InFlight, m.Behind)
+	reg.MustRegister(m.LinesRead, m.RecordsProduced, m.Errors, m.DuplicatesSkip, m.RotatedDeleted, m.ProduceLatency, m.Sessions, m.BatchesResent, m.InFlight, m.Behind)
 	return m
 }
 

@@ -15,15 +15,50 @@
 # logs the shim forwards), ZEEK_IGNORE_CHECKSUMS (1: -C, since captured
 # packets often carry checksums left to the NIC), ZEEK_ARGS (extra
 # arguments, e.g. script names or redefs).
+#
+# Rotation, so that the logs never fill the disk:
+#   ZEEK_ROTATION_INTERVAL (1hr): Log::default_rotation_interval, a Zeek
+#       interval ("10mins", "30secs"); "0secs" turns rotation off. Zeek
+#       renames dns.log to dns.YYYY-MM-DD-HH-MM-SS.log (its open time) in
+#       the same folder and starts a new dns.log; a restarted Zeek rotates
+#       the dns.log it finds the same way instead of overwriting it. The
+#       shim finishes each rotated file, then deletes it.
+#   ZEEK_ROTATED_RETENTION (120): minutes a rotated file may stay unread.
+#       At each rotation, rotated files older than that are deleted even
+#       if the shim never read them (shim down or far behind), each one
+#       logged as lost data; 0 keeps them forever.
+#   ZEEK_LOG_GROUP (65532, the shim image's group): the log folders'
+#       group, which may delete files there (set-group-ID, mode 2775).
 set -euo pipefail
 
 usage() {
-    sed -n '2,20s/^# \{0,1\}//p' "$0"
+    sed -n '2,34s/^# \{0,1\}//p' "$0"
     exit "${1:-0}"
+}
+
+# Rotated names as Zeek's ASCII writer makes them: <log>.<open time>.log.
+rotated_re='.*/[^/]*\.[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}\.log'
+
+# prune_rotated runs as Zeek's rotation postprocessor, in Zeek's log
+# folder (Zeek appends the rotated file's details: unused). A file still
+# there after the retention was never finished by the shim: say so loudly.
+prune_rotated() {
+    local minutes=${ZEEK_ROTATED_RETENTION:-120} f lines
+    [[ $minutes =~ ^[0-9]+$ ]] && ((minutes > 0)) || return 0
+    while IFS= read -r -d '' f; do
+        lines=$(wc -l <"$f" 2>/dev/null || echo "?")
+        if rm -f -- "$f"; then
+            echo "pano-zeek: DATA LOSS: deleted rotated log $PWD/${f#./} ($lines lines) unread after ${minutes} minutes; is the shim running?" >&2
+        fi
+    done < <(find . -maxdepth 1 -type f -regextype posix-extended -regex "$rotated_re" -mmin "+$minutes" -print0)
 }
 
 case "${1:-}" in
     -h | --help) usage 0 ;;
+    --prune-rotated)
+        prune_rotated
+        exit 0
+        ;;
 esac
 
 workers=${ZEEK_WORKERS:-1}
@@ -53,13 +88,37 @@ scripts=(local pano)
 if [[ ${ZEEK_ONLY_FORWARDED_LOGS:-1} == 1 ]]; then
     scripts+=(Pano::only_forwarded_logs=T)
 fi
+rotation=${ZEEK_ROTATION_INTERVAL:-1hr}
+retention=${ZEEK_ROTATED_RETENTION:-120}
+if ! [[ $rotation =~ ^[0-9]+(\.[0-9]+)?\ ?[a-z]+$ ]]; then
+    echo "ZEEK_ROTATION_INTERVAL must be a Zeek interval such as 1hr or 30secs, got '$rotation'" >&2
+    exit 64
+fi
+if ! [[ $retention =~ ^[0-9]+$ ]]; then
+    echo "ZEEK_ROTATED_RETENTION must be a number of minutes, got '$retention'" >&2
+    exit 64
+fi
+export ZEEK_ROTATED_RETENTION=$retention
+self=$(realpath "$0")
+scripts+=("Log::default_rotation_interval=$rotation"
+    "Log::default_rotation_postprocessor_cmd=$self --prune-rotated")
+group=${ZEEK_LOG_GROUP:-65532}
+
+# logdir_for DIR: creates DIR so that the shim (group $group) may delete
+# the rotated files in it.
+logdir_for() {
+    mkdir -p "$1"
+    if ! chgrp "$group" "$1" 2>/dev/null || ! chmod 2775 "$1"; then
+        echo "warning: cannot give $1 to group $group; the shim may be unable to delete rotated logs" >&2
+    fi
+}
 extra=()
 if [[ -n ${ZEEK_ARGS:-} ]]; then
     read -r -a extra <<<"$ZEEK_ARGS"
 fi
 
 run_worker() { # dir port
-    mkdir -p "$1"
+    logdir_for "$1"
     cd "$1"
     exec "$zeek" "${args[@]}" -i "pcapovertcp::$addr:$2" "${scripts[@]}" "${extra[@]}"
 }
@@ -78,6 +137,7 @@ stop() {
 }
 trap stop TERM INT
 
+logdir_for "$logdir"
 for ((i = 0; i < workers; i++)); do
     (run_worker "$logdir/worker-$i" "$((port + i))") &
     pids+=("$!")

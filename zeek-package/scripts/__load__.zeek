@@ -6,6 +6,8 @@
 ##!   carrying answers.
 ##! - forwarded-logs: which logs the shim forwards, and optionally only
 ##!   those are written.
+##! - log-rotation: logs rotate hourly; a restarted Zeek rotates the
+##!   logs it finds instead of overwriting them.
 ##!
 ##! The packet source's own settings (PcapOverTcp::*) come with the
 ##! plugin and do not need this package's scripts.
@@ -14,3 +16,4 @@
 @load ./dns-options
 @load ./dns-rtt
 @load ./forwarded-logs
+@load ./log-rotation

@@ -90,6 +90,7 @@ Every flag can also be set by the environment variable named in its help.
 		kc                                                                             produce.Config
 		poll, checkpoint                                                               time.Duration
 		maxLine                                                                        int
+		deleteRotated                                                                  bool
 	)
 	e := env{fs}
 	e.str(&logs, "logs", "SHIM_LOGS", "/zeek/logs/dns.log", "comma-separated Zeek log paths or glob patterns")
@@ -102,6 +103,7 @@ Every flag can also be set by the environment variable named in its help.
 	e.str(&logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	e.dur(&poll, "poll-interval", "SHIM_POLL_INTERVAL", 200*time.Millisecond, "how often to look for new data, rotation and truncation")
 	e.dur(&checkpoint, "checkpoint-interval", "SHIM_CHECKPOINT_INTERVAL", time.Second, "how often to save positions")
+	e.boolean(&deleteRotated, "delete-rotated", "SHIM_DELETE_ROTATED", true, "delete a rotated log (dns.YYYY-MM-DD-HH-MM-SS.log) once all its lines are in Kafka and the position is saved past it")
 	e.int(&maxLine, "max-line-bytes", "SHIM_MAX_LINE_BYTES", 1<<20, "longer lines are skipped and counted")
 	e.str(&kc.ClientID, "client-id", "KAFKA_CLIENT_ID", "pano-shim", "Kafka client id")
 	e.str(&kc.Version, "kafka-version", "KAFKA_VERSION", "3.6.0", "Kafka protocol version to speak (brokers 4.x need 3.x or later)")
@@ -157,7 +159,7 @@ Every flag can also be set by the environment variable named in its help.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fwd, err := forward.New(forward.Config{
 		Logs: splitList(logs), Topic: topic, TopicPrefix: prefix, DotReplacement: dot, StateDir: stateDir,
-		PollInterval: poll, CheckpointInterval: checkpoint, MaxLineBytes: maxLine,
+		PollInterval: poll, CheckpointInterval: checkpoint, MaxLineBytes: maxLine, DeleteRotated: deleteRotated,
 		Kafka: kc, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
