@@ -31,7 +31,6 @@ type Config struct {
 	Logs               []string // paths or glob patterns
 	Topic              string   // if set, every log goes to this topic
 	TopicPrefix        string   // else topic = prefix + log name ("dns" for dns.log)
-	DotReplacement     string   // replaces '.' in field names; "." keeps them
 	StateDir           string
 	PollInterval       time.Duration
 	CheckpointInterval time.Duration
@@ -66,9 +65,6 @@ func New(cfg Config) (*Forwarder, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.DotReplacement == "" {
-		cfg.DotReplacement = "_"
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 200 * time.Millisecond

@@ -148,7 +148,7 @@ func (f *Forwarder) openLog(ctx context.Context, client sarama.Client, prod *pro
 	if err != nil {
 		return nil, err
 	}
-	parser := zeeklog.NewParser(f.cfg.DotReplacement)
+	parser := zeeklog.NewParser()
 	if err := parser.RestoreHeader(st.Header); err != nil {
 		return nil, err
 	}
@@ -227,7 +227,7 @@ func (lr *logRun) run(ctx context.Context) error {
 		}
 		lr.lines.Inc()
 		if line.Reset {
-			lr.parser = zeeklog.NewParser(lr.f.cfg.DotReplacement)
+			lr.parser = zeeklog.NewParser()
 			version = 0
 		}
 		var header []string

@@ -11,12 +11,8 @@ import (
 	"testing"
 )
 
-// replacements the differential tests run with: the shim's default, the
-// identity (no renaming) and a multi-byte one (a different code path).
-var diffRepls = []string{"_", ".", "__"}
-
-// diffPair feeds the same lines to the parser and to one with its fast
-// paths off (the general converters, which they fall back to) and fails
+// diffPair feeds the same lines to the parser and to one with its TSV
+// fast path off (the general converter, which it falls back to) and fails
 // on any difference: output bytes, uid, line type, error text, header
 // state.
 type diffPair struct {
@@ -24,13 +20,13 @@ type diffPair struct {
 	r *Parser // the oracle
 }
 
-func newDiffPair(repl string) diffPair {
-	return diffPair{NewParser(repl), newGeneralParser(repl)}
+func newDiffPair() diffPair {
+	return diffPair{NewParser(), newGeneralParser()}
 }
 
-// newGeneralParser returns a parser with the fast paths off.
-func newGeneralParser(repl string) *Parser {
-	p := NewParser(repl)
+// newGeneralParser returns a parser with the TSV fast path off.
+func newGeneralParser() *Parser {
+	p := NewParser()
 	p.generalOnly = true
 	return p
 }
@@ -42,8 +38,8 @@ func (d diffPair) line(t testing.TB, line []byte) {
 	got, gu, gt, gerr := d.p.Parse([]byte("pre"), line)
 	want, wu, wt, werr := d.r.Parse([]byte("pre"), line)
 	if !bytes.Equal(got, want) || gu != wu || gt != wt || errText(gerr) != errText(werr) {
-		t.Fatalf("line %q (repl %q):\n got %q uid %q type %d err %v\nwant %q uid %q type %d err %v",
-			line, d.p.repl, got, gu, gt, gerr, want, wu, wt, werr)
+		t.Fatalf("line %q:\n got %q uid %q type %d err %v\nwant %q uid %q type %d err %v",
+			line, got, gu, gt, gerr, want, wu, wt, werr)
 	}
 	if gt == Record {
 		// Again into a large buffer (the shim's case, where the TSV
@@ -52,8 +48,8 @@ func (d diffPair) line(t testing.TB, line []byte) {
 		copy(big, "pre")
 		got, gu, _, gerr := d.p.Parse(big, line)
 		if !bytes.Equal(got, want) || gu != wu || errText(gerr) != errText(werr) {
-			t.Fatalf("line %q (repl %q), large buffer:\n got %q uid %q err %v\nwant %q uid %q err %v",
-				line, d.p.repl, got, gu, gerr, want, wu, werr)
+			t.Fatalf("line %q, large buffer:\n got %q uid %q err %v\nwant %q uid %q err %v",
+				line, got, gu, gerr, want, wu, werr)
 		}
 	}
 	if d.p.HeaderVersion() != d.r.HeaderVersion() || !reflect.DeepEqual(d.p.HeaderLines(), d.r.HeaderLines()) {
@@ -78,12 +74,9 @@ func TestDifferentialFixtures(t *testing.T) {
 		t.Fatalf("only %d fixtures", len(files))
 	}
 	for _, f := range files {
-		lines := fixtureLines(t, f)
-		for _, repl := range diffRepls {
-			d := newDiffPair(repl)
-			for _, l := range lines {
-				d.line(t, l)
-			}
+		d := newDiffPair()
+		for _, l := range fixtureLines(t, f) {
+			d.line(t, l)
 		}
 	}
 }
@@ -127,39 +120,22 @@ func FuzzParseDiff(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add("_", raw)
+		f.Add(raw)
 	}
-	f.Add("_", []byte(`{"ts":1795642521.689299,"uid":"CI8ddR33VLCIehSzKd","id.orig_h":"10.253.0.1","id.orig_p":43259,"id.resp_h":"10.253.0.2","id.resp_p":53,"proto":"udp","trans_id":0,"rtt":0.0006518363952636719,"query":"www.example.test","qclass":1,"qclass_name":"C_INTERNET","qtype":1,"qtype_name":"A","rcode":0,"rcode_name":"NOERROR","AA":true,"TC":false,"RD":true,"RA":true,"Z":0,"answers":["192.0.2.10"],"TTLs":[300.0],"rejected":false}`))
-	f.Add(".", []byte(` { "a.b.c" : 0.0006518363952636719 , "n":{"x.y":1,"z":{"w":"v"}} } `))
-	f.Add("__", []byte(`{"uid":"C\u0041b","k\u002ey":-1e-5,"arr":[{"in.ner":1},[],[[2]]],"s":"\u00e9\n\"\\"}`))
-	f.Add("_", []byte("#separator \\x7c\n#set_separator|;\n#empty_field|EMPTY\n#unset_field|NONE\n"+
-		"#fields|a.b|s|v|e|i|d\n#types|string|set[count]|vector[string]|string|int|double\n"+
+	f.Add([]byte(`{"ts":1795642521.689299,"uid":"CI8ddR33VLCIehSzKd","id.orig_h":"10.253.0.1","id.orig_p":43259,"id.resp_h":"10.253.0.2","id.resp_p":53,"proto":"udp","trans_id":0,"rtt":0.0006518363952636719,"query":"www.example.test","qclass":1,"qclass_name":"C_INTERNET","qtype":1,"qtype_name":"A","rcode":0,"rcode_name":"NOERROR","AA":true,"TC":false,"RD":true,"RA":true,"Z":0,"answers":["192.0.2.10"],"TTLs":[300.0],"rejected":false}`))
+	f.Add([]byte(` { "a.b.c" : 0.0006518363952636719 , "n":{"x.y":1,"z":{"w":"v"}} } `))
+	f.Add([]byte(`{"uid":"C\u0041b","k\u002ey":-1e-5,"arr":[{"in.ner":1},[],[[2]]],"s":"\u00e9\n\"\\"}`))
+	f.Add([]byte("#separator \\x7c\n#set_separator|;\n#empty_field|EMPTY\n#unset_field|NONE\n" +
+		"#fields|a.b|s|v|e|i|d\n#types|string|set[count]|vector[string]|string|int|double\n" +
 		"x\\x7cy\\x2d|1;2|EMPTY|EMPTY|-7|.5\nNONE|NONE|a;NONE|\\x5c\\x00\\xff|0|1e3\na|1|b|c|1.5|2"))
-	f.Add("_", []byte("#fields\tuid\tn\tf\tb\tv\n#types\tstring\tint\ttime\tbool\tset[double]\n"+
+	f.Add([]byte("#fields\tuid\tn\tf\tb\tv\n#types\tstring\tint\ttime\tbool\tset[double]\n" +
 		"C\xc3\xa9\t-0\t1.50\tT\t1.0,-,2e5\nC\xff\"\t007\t-.5\tF\t(empty)\n-\t-9223372036854775808\t1e400\tX\t1,,2"))
-	f.Fuzz(func(t *testing.T, repl string, data []byte) {
-		d := newDiffPair(repl)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := newDiffPair()
 		for _, l := range bytes.Split(data, []byte{'\n'}) {
 			d.line(t, l)
 		}
 	})
-}
-
-// TestZeekJSONFastPath: the lines Zeek writes take convertZeekJSON's fast
-// path (else the differential tests would compare the general path with
-// itself).
-func TestZeekJSONFastPath(t *testing.T) {
-	lines := fixtureLines(t, filepath.Join("..", "testdata", "dnsperf-unbound.dns.json.log.gz"))
-	lines = append(lines, []byte(`{}`), []byte("{\"a.b\":-0.5e+3,\"uid\":\"C\xc3\xa9\xff\",\"n\":null,\"l\":[],\"m\":[1,\"x\",true,false,null,-1]}"))
-	for _, repl := range []string{"_", "."} {
-		for _, l := range lines {
-			got, uid, ok := convertZeekJSON([]byte("pre"), l, repl)
-			want, wuid, err := convertJSONGeneral([]byte("pre"), l, repl)
-			if !ok || err != nil || !bytes.Equal(got, want) || uid != wuid {
-				t.Fatalf("%s (repl %q): fast path %v %q %q, general %q %q %v", l, repl, ok, got, uid, want, wuid, err)
-			}
-		}
-	}
 }
 
 // TestTSVFastPath: the records of the TSV fixtures take recordPlain's
@@ -169,32 +145,30 @@ func TestTSVFastPath(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join("..", "testdata", "zeek-dns", "*.dns.log"))
 	n := 0
 	for _, f := range files {
-		for _, repl := range []string{"_", "."} {
-			p, r := NewParser(repl), newGeneralParser(repl)
-			for _, l := range fixtureLines(t, f) {
-				if l[0] == '#' {
-					p.Parse(nil, l)
-					r.Parse(nil, l)
-					continue
-				}
-				if err := p.tsv.columns(repl); err != nil {
-					t.Fatal(err)
-				}
-				got, uid, ok := p.tsv.recordPlain([]byte("pre"), l)
-				want, wuid, _, err := r.Parse([]byte("pre"), l)
-				if !ok || err != nil || !bytes.Equal(got, want) || uid != wuid {
-					t.Fatalf("%s: %q: fast path %v %q %q, general %q %q %v", f, l, ok, got, uid, want, wuid, err)
-				}
-				n++
+		p, r := NewParser(), newGeneralParser()
+		for _, l := range fixtureLines(t, f) {
+			if l[0] == '#' {
+				p.Parse(nil, l)
+				r.Parse(nil, l)
+				continue
 			}
+			if err := p.tsv.columns(); err != nil {
+				t.Fatal(err)
+			}
+			got, uid, ok := p.tsv.recordPlain([]byte("pre"), l)
+			want, wuid, _, err := r.Parse([]byte("pre"), l)
+			if !ok || err != nil || !bytes.Equal(got, want) || uid != wuid {
+				t.Fatalf("%s: %q: fast path %v %q %q, general %q %q %v", f, l, ok, got, uid, want, wuid, err)
+			}
+			n++
 		}
 	}
-	if n < 20 {
+	if n < 10 {
 		t.Fatalf("only %d records", n)
 	}
 }
 
-// TestDifferentialEdges: lines at the edges of the fast paths (field and
+// TestDifferentialEdges: lines at the edges of the TSV fast path (field and
 // name lengths around their fixed-size copies, values at the end of the
 // line, placeholders, other separators) convert as the general path does.
 func TestDifferentialEdges(t *testing.T) {
@@ -232,14 +206,12 @@ func TestDifferentialEdges(t *testing.T) {
 		`{"a":truex}`, `{"a":nul}`, `{"a":1}x`, `{"a":1} `, ` {"a":1}`, `{"a":1,}`, `{"a" :1}`,
 		`{"a":"}`, `{"a":[}`, `{"a":[1,]}`, `{"":1}`, `{"...":[]}`, "{\"a\":\"\x01\"}", `{"uid":7}`,
 	}
-	for _, repl := range diffRepls {
-		d := newDiffPair(repl)
-		for _, l := range tsv {
-			d.line(t, []byte(l))
-		}
-		d = newDiffPair(repl)
-		for _, l := range json {
-			d.line(t, []byte(l))
-		}
+	d := newDiffPair()
+	for _, l := range tsv {
+		d.line(t, []byte(l))
+	}
+	d = newDiffPair()
+	for _, l := range json {
+		d.line(t, []byte(l))
 	}
 }

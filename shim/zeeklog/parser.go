@@ -1,6 +1,7 @@
-// Package zeeklog turns lines of a Zeek log, in Zeek's JSON format or in
-// its default tab-separated format, into flat JSON objects typed as Zeek's
-// JSON writer types them.
+// Package zeeklog reads the lines of a Zeek log: in Zeek's JSON format it
+// checks that each is one JSON object and finds its uid; in Zeek's default
+// tab-separated format it converts each to what Zeek's JSON writer would
+// have written, field names as the #fields header gives them.
 package zeeklog
 
 import (
@@ -56,23 +57,22 @@ const (
 // non-blank line is a TSV record read with the header seen last (or, before
 // any #fields line, a malformed JSON line).
 type Parser struct {
-	repl string
-	tsv  tsvHeader
-	// generalOnly turns the fast paths (convertZeekJSON, recordPlain)
-	// off, leaving the general converters they fall back to. Only tests
-	// set it: such a parser is the differential oracle the fast paths
-	// must agree with, byte for byte.
+	tsv tsvHeader
+	// generalOnly turns the TSV fast path (recordPlain) off, leaving the
+	// general converter it falls back to. Only tests set it: such a
+	// parser is the differential oracle the fast path must agree with,
+	// byte for byte.
 	generalOnly bool
 }
 
-// NewParser returns a parser that replaces '.' in field names with repl
-// ("." keeps names as Zeek writes them).
-func NewParser(repl string) *Parser {
-	return &Parser{repl: repl, tsv: defaultTSVHeader()}
+// NewParser returns a parser for one log file.
+func NewParser() *Parser {
+	return &Parser{tsv: defaultTSVHeader()}
 }
 
-// Parse converts one line (without its '\n'). For a Record it appends the
-// JSON object to dst and returns it with the record's uid.
+// Parse reads one line (without its '\n'). For a Record it appends the
+// JSON object to dst (a JSON line as it is, a TSV line as Zeek's JSON
+// writer would have written it) and returns it with the record's uid.
 func (p *Parser) Parse(dst, line []byte) (out []byte, uid string, typ LineType, err error) {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
 	if len(bytes.TrimSpace(line)) == 0 {
@@ -81,16 +81,15 @@ func (p *Parser) Parse(dst, line []byte) (out []byte, uid string, typ LineType, 
 	switch {
 	case line[0] == '{' || p.tsv.fields == nil && line[0] != '#':
 		// Without a TSV header, the file is a JSON log.
-		if p.generalOnly {
-			out, uid, err = convertJSONGeneral(dst, line, p.repl)
-		} else {
-			out, uid, err = ConvertJSON(dst, line, p.repl)
+		uid, err = ValidateJSON(line)
+		if err != nil {
+			return dst, "", Record, err
 		}
-		return out, uid, Record, err
+		return append(dst, line...), uid, Record, nil
 	case line[0] == '#':
 		return dst, "", Meta, p.tsv.meta(line)
 	default:
-		out, uid, err = p.tsv.record(dst, line, p.repl, p.generalOnly)
+		out, uid, err = p.tsv.record(dst, line, p.generalOnly)
 		return out, uid, Record, err
 	}
 }

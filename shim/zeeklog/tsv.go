@@ -119,7 +119,7 @@ func (h *tsvHeader) setLine(key, line string) {
 }
 
 // columns builds the per-column converters once #fields and #types agree.
-func (h *tsvHeader) columns(repl string) error {
+func (h *tsvHeader) columns() error {
 	if h.cols != nil {
 		return nil
 	}
@@ -135,11 +135,10 @@ func (h *tsvHeader) columns(repl string) error {
 		if f == "uid" {
 			h.uidCol = i
 		}
-		name := f
-		if repl != "." {
-			name = strings.ReplaceAll(f, ".", repl)
-		}
-		c := column{name: append(appendJSONString([]byte{','}, []byte(name)), ':')}
+		// The name as the header gives it: a Zeek writing TSV with
+		// Log::default_scope_sep = "_" writes id_orig_h, stock Zeek
+		// id.orig_h, and its JSON writer the same.
+		c := column{name: append(appendJSONString([]byte{','}, []byte(f)), ':')}
 		copy(c.name32[:], c.name)
 		t := h.types[i]
 		if inner, ok := containerElem(t); ok {
@@ -407,8 +406,8 @@ func (h *tsvHeader) appendPlainScalar(dst, v []byte, k valueKind) ([]byte, bool)
 
 // record converts one data line; generalOnly skips the fast path
 // (recordPlain), for the tests' oracle (see Parser.generalOnly).
-func (h *tsvHeader) record(dst, line []byte, repl string, generalOnly bool) ([]byte, string, error) {
-	if err := h.columns(repl); err != nil {
+func (h *tsvHeader) record(dst, line []byte, generalOnly bool) ([]byte, string, error) {
+	if err := h.columns(); err != nil {
 		return dst, "", err
 	}
 	if !generalOnly {

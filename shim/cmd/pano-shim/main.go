@@ -75,10 +75,12 @@ func (e env) boolean(p *bool, name, envName string, def bool, usage string) {
 func run(args []string) error {
 	fs := flag.NewFlagSet("pano-shim", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `pano-shim follows Zeek logs (JSON or TSV) and produces each record to Kafka
-as one flat JSON object ('.' in field names replaced), keyed by uid. It saves
-its position only after Kafka acknowledged everything before it, and never
-drops a record: when Kafka is away it waits.
+		fmt.Fprint(fs.Output(), `pano-shim follows Zeek logs and produces each record to Kafka, keyed by uid:
+a JSON line as Zeek wrote it, a TSV line as Zeek's JSON writer would have
+written it. It saves its position only after Kafka acknowledged everything
+before it, and never drops a record: when Kafka is away it waits. It reads
+rotated files (dns.YYYY-MM-DD-HH-MM-SS.log) to their end, oldest first,
+and deletes each once all of it is in Kafka.
 
 Every flag can also be set by the environment variable named in its help.
 
@@ -86,11 +88,11 @@ Every flag can also be set by the environment variable named in its help.
 		fs.PrintDefaults()
 	}
 	var (
-		logs, brokers, prefix, topic, stateDir, metricsAddr, dot, logLevel, cpuProfile string
-		kc                                                                             produce.Config
-		poll, checkpoint                                                               time.Duration
-		maxLine                                                                        int
-		deleteRotated                                                                  bool
+		logs, brokers, prefix, topic, stateDir, metricsAddr, logLevel, cpuProfile string
+		kc                                                                        produce.Config
+		poll, checkpoint                                                          time.Duration
+		maxLine                                                                   int
+		deleteRotated                                                             bool
 	)
 	e := env{fs}
 	e.str(&logs, "logs", "SHIM_LOGS", "/zeek/logs/dns.log", "comma-separated Zeek log paths or glob patterns")
@@ -99,7 +101,6 @@ Every flag can also be set by the environment variable named in its help.
 	e.str(&topic, "topic", "SHIM_TOPIC", "", "send every log to this topic instead")
 	e.str(&stateDir, "state-dir", "SHIM_STATE_DIR", "/var/lib/pano-shim", "directory of the saved positions")
 	e.str(&metricsAddr, "metrics-addr", "SHIM_METRICS_ADDR", "127.0.0.1:9104", "Prometheus /metrics listen address (empty: off)")
-	e.str(&dot, "field-dot", "SHIM_FIELD_DOT", "_", `replacement for '.' in field names ("." keeps Zeek's names)`)
 	e.str(&logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	e.dur(&poll, "poll-interval", "SHIM_POLL_INTERVAL", 200*time.Millisecond, "how often to look for new data, rotation and truncation")
 	e.dur(&checkpoint, "checkpoint-interval", "SHIM_CHECKPOINT_INTERVAL", time.Second, "how often to save positions")
@@ -158,7 +159,7 @@ Every flag can also be set by the environment variable named in its help.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fwd, err := forward.New(forward.Config{
-		Logs: splitList(logs), Topic: topic, TopicPrefix: prefix, DotReplacement: dot, StateDir: stateDir,
+		Logs: splitList(logs), Topic: topic, TopicPrefix: prefix, StateDir: stateDir,
 		PollInterval: poll, CheckpointInterval: checkpoint, MaxLineBytes: maxLine, DeleteRotated: deleteRotated,
 		Kafka: kc, Logger: logger, Registerer: reg,
 	})
