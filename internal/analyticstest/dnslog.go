@@ -40,12 +40,13 @@ type Record struct {
 // Answered reports whether a response was seen.
 func (r Record) Answered() bool { return r.RCode != nil }
 
-// fields returns the record as Zeek's JSON writer names its fields, unset
-// fields absent.
+// fields returns the record as Zeek's JSON writer names its fields with
+// PANO's package (Log::default_scope_sep = "_": id_orig_h), unset fields
+// absent.
 func (r Record) fields() map[string]any {
 	m := map[string]any{
 		"ts": r.TS, "uid": r.UID,
-		"id.orig_h": r.OrigH, "id.orig_p": r.OrigP, "id.resp_h": r.RespH, "id.resp_p": r.RespP,
+		"id_orig_h": r.OrigH, "id_orig_p": r.OrigP, "id_resp_h": r.RespH, "id_resp_p": r.RespP,
 		"proto": r.Proto, "trans_id": r.TransID,
 		"query": r.Query, "qclass": 1, "qclass_name": "C_INTERNET", "qtype": r.QType, "qtype_name": r.QTypeName,
 		"AA": false, "TC": r.TC, "RD": true, "RA": r.Answered(), "Z": 0, "rejected": r.Rejected,
@@ -70,26 +71,9 @@ func (r Record) ZeekJSON() []byte {
 	return b
 }
 
-// KafkaJSON is the record as the shim forwards it: one flat object, "."
-// in field names replaced by "_".
-func (r Record) KafkaJSON() []byte {
-	in := r.fields()
-	out := make(map[string]any, len(in))
-	for k, v := range in {
-		b := []byte(k)
-		for i := range b {
-			if b[i] == '.' {
-				b[i] = '_'
-			}
-		}
-		out[string(b)] = v
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+// KafkaJSON is the record as the shim forwards it: the dns.log line as
+// it is.
+func (r Record) KafkaJSON() []byte { return r.ZeekJSON() }
 
 // server describes how one generated DNS server behaves.
 type server struct {
