@@ -84,6 +84,8 @@ type Follower struct {
 	skip  bool  // discarding the rest of a too-long line
 	reset bool  // next line gets Reset
 	size  int64 // last known size of the file
+	// renamed: the file left Path and nothing follows it yet.
+	renamed bool
 
 	stat chan Stat
 	// finished holds the files read to their end since New: rotated
@@ -96,6 +98,9 @@ type Stat struct {
 	File Identity
 	Size int64 // size of the file being read
 	Read int64 // offset of the next unread byte
+	// Renamed: the file is no longer at Path (Zeek closed and rotated
+	// it) and has no successor yet; Size is final.
+	Renamed bool
 }
 
 // New returns a Follower that resumes at start (zero: the beginning of
@@ -136,7 +141,7 @@ func (f *Follower) Stat() Stat {
 func (f *Follower) publish(size int64) {
 	f.size = size
 	<-f.stat
-	f.stat <- Stat{File: f.id, Size: size, Read: f.off + int64(f.r)}
+	f.stat <- Stat{File: f.id, Size: size, Read: f.off + int64(f.r), Renamed: f.renamed}
 }
 
 // Next returns the next complete line, waiting for one as long as ctx
@@ -430,7 +435,7 @@ func (f *Follower) setFile(file *os.File, id Identity, off int64, reset bool) {
 	if f.f != nil && f.f != file {
 		f.f.Close()
 	}
-	f.f, f.id, f.off = file, id, off
+	f.f, f.id, f.off, f.renamed = file, id, off, false
 	f.r, f.w, f.skip, f.reset = 0, 0, false, reset
 	if id.FPLen == 0 {
 		f.refreshFP()
@@ -478,7 +483,12 @@ func (f *Follower) checkFile() (switched bool, last *Line, err error) {
 	}
 	file, err := f.successor(f.id)
 	if err != nil || file == nil {
-		return false, nil, err // no successor yet: keep watching the old file
+		// No successor yet: keep watching the old file, now final.
+		if err == nil && !f.renamed {
+			f.renamed = true
+			f.publish(f.size)
+		}
+		return false, nil, err
 	}
 	nfi, err := file.Stat()
 	if err != nil {

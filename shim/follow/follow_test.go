@@ -285,3 +285,29 @@ func TestRemoveRotated(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowRenamedWithoutSuccessor: a rotated file with nothing after it
+// yet is reported Renamed (final) until its successor appears.
+func TestFollowRenamedWithoutSuccessor(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dns.log")
+	appendTo(t, path, "a1\n")
+	f := New(opts(path), Position{})
+	defer f.Close()
+	l := next(t, f)
+	if f.Stat().Renamed {
+		t.Fatal("live file reported renamed")
+	}
+	rotated := strings.TrimSuffix(path, ".log") + ".2026-12-03-08-00-00.log"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, f)
+	if s := f.Stat(); !s.Renamed || !s.File.SameFile(l.File) || s.Size != 3 {
+		t.Fatalf("stat after rename: %+v", s)
+	}
+	appendTo(t, path, "b1\n")
+	if m := next(t, f); string(m.Data) != "b1" || f.Stat().Renamed {
+		t.Fatalf("after the successor: %q, %+v", m.Data, f.Stat())
+	}
+}

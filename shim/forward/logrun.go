@@ -51,6 +51,7 @@ type logRun struct {
 	lines, produced, dups, deleted prometheus.Counter
 	saveMu                         sync.Mutex // one save at a time
 	rot                            rotation
+	finalDone                      follow.Identity // deleteFinal's last file, under saveMu
 }
 
 // rotation knows the order of the files read in this session and which
@@ -342,17 +343,41 @@ func (lr *logRun) saveIfChanged() error {
 	lr.saveMu.Lock()
 	defer lr.saveMu.Unlock()
 	st, dirty := lr.track.snapshot()
-	if !dirty {
-		return nil
+	if dirty {
+		if err := lr.f.store.Save(st); err != nil {
+			lr.track.markDirty()
+			return err
+		}
 	}
-	if err := lr.f.store.Save(st); err != nil {
-		lr.track.markDirty()
-		return err
-	}
+	// st is saved now (if an earlier save had failed, dirty is set).
 	if lr.f.cfg.DeleteRotated {
-		lr.deletePassed(st.File)
+		if dirty {
+			lr.deletePassed(st.File)
+		}
+		lr.deleteFinal(st)
 	}
 	return nil
+}
+
+// deleteFinal deletes the rotated file being read when nothing follows it
+// yet (Zeek writes a new dns.log only with its next record) and all of it
+// is saved as in Kafka: in a quiet hour it would otherwise wait for the
+// next record, and Zeek's retention would report it as lost.
+func (lr *logRun) deleteFinal(saved position.State) {
+	s := lr.fol.Stat()
+	if !s.Renamed || lr.finalDone.SameFile(s.File) || !saved.File.SameFile(s.File) || saved.Offset != s.Size {
+		return
+	}
+	lr.finalDone = s.File // once: its successor, when it comes, starts anew
+	name, err := follow.RemoveRotated(lr.path, s.File)
+	if err != nil {
+		lr.log.Warn("cannot delete a forwarded rotated log", "err", err)
+		return
+	}
+	if name != "" {
+		lr.deleted.Inc()
+		lr.log.Info("deleted rotated log: every line is in kafka", "file", name)
+	}
 }
 
 // deletePassed deletes the finished rotated files before saved, the file

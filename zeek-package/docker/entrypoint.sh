@@ -20,9 +20,10 @@
 #   ZEEK_ROTATION_INTERVAL (1hr): Log::default_rotation_interval, a Zeek
 #       interval ("10mins", "30secs"); "0secs" turns rotation off. Zeek
 #       renames dns.log to dns.YYYY-MM-DD-HH-MM-SS.log (its open time) in
-#       the same folder and starts a new dns.log; a restarted Zeek rotates
-#       the dns.log it finds the same way instead of overwriting it. The
-#       shim finishes each rotated file, then deletes it.
+#       the same folder and starts a new dns.log (once it has a record).
+#       Zeek also rotates on SIGTERM; what it flushes while exiting goes to
+#       a new dns.log, which the next Zeek rotates instead of overwriting.
+#       The shim finishes each rotated file, then deletes it.
 #   ZEEK_ROTATED_RETENTION (120): minutes a rotated file may stay unread.
 #       At each rotation, rotated files older than that are deleted even
 #       if the shim never read them (shim down or far behind), each one
@@ -32,7 +33,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,34s/^# \{0,1\}//p' "$0"
+    sed -n '2,35s/^# \{0,1\}//p' "$0"
     exit "${1:-0}"
 }
 

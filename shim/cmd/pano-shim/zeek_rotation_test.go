@@ -68,9 +68,23 @@ func TestZeekRotationToKafka(t *testing.T) {
 	p = startShim(t, pattern, k.Bootstrap, state, args...)
 	replay(t, srvs, trace[2*third:], 4*time.Second)
 
-	// Zeek's SIGTERM rotates once more, then writes the queries still
-	// unanswered to a new dns.log: all of it is Zeek's output.
-	time.Sleep(time.Second)
+	// Then the streams go quiet: Zeek rotates the last dns.log and starts
+	// no new one until its next record. The shim deletes that last
+	// rotated file too, once it is in Kafka.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		left, _ := filepath.Glob(filepath.Join(logDir, "worker-*", "dns*.log"))
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("quiet streams: still %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Zeek's SIGTERM writes the queries still unanswered to a new
+	// dns.log: all of it is Zeek's output.
 	if _, err := z.Stop(30 * time.Second); err != nil {
 		t.Fatalf("zeek stop: %v", err)
 	}
@@ -96,7 +110,7 @@ func TestZeekRotationToKafka(t *testing.T) {
 	waitRecords(t, k.Bootstrap, "zr-dns", int64(total), time.Minute)
 	// The finished rotated files are deleted; the last dns.log, live,
 	// stays.
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for {
 		left, _ := filepath.Glob(filepath.Join(logDir, "worker-*", "dns.*-*.log"))
 		if len(left) == 0 {
