@@ -589,6 +589,10 @@ type ZeekOptions struct {
 	Workers int      // ZEEK_WORKERS, default 1
 	LogDir  string   // ZEEK_LOG_DIR, default a new folder of the test's
 	Env     []string // more KEY=VALUE, e.g. ZEEK_ARGS
+	// Netns, if set, runs the entrypoint inside that network namespace
+	// (ip netns exec, which also bind-mounts /etc/netns/<name>/* over
+	// /etc), as a container runs in a network namespace of its own.
+	Netns string
 }
 
 // Zeek is the image's entrypoint running.
@@ -615,6 +619,11 @@ func StartZeek(t testing.TB, img *ZeekImage, opts ZeekOptions) *Zeek {
 	}
 	z := &Zeek{LogDir: opts.LogDir, Output: filepath.Join(t.TempDir(), "zeek.out")}
 	cmd := exec.Command(img.Entrypoint)
+	if opts.Netns != "" {
+		// ip netns exec execs the entrypoint in place: Pid and signals
+		// stay the entrypoint's own.
+		cmd = exec.Command("ip", "netns", "exec", opts.Netns, img.Entrypoint)
+	}
 	cmd.Dir = img.WorkDir
 	cmd.Env = img.Environ(append([]string{
 		"PCA_SERVER_ADDR=" + opts.Addr,

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -18,6 +19,7 @@ namespace pcapovertcp {
 namespace {
 
 constexpr uint64_t kTimerTag = 0;
+constexpr uint64_t kResolveTag = UINT64_MAX; // socket tags count up from 1
 
 std::string Errno(int e) { return std::strerror(e); }
 
@@ -141,6 +143,10 @@ void Client::CloseSocket() {
 
 void Client::ArmTimer(double seconds) {
     itimerspec its{};
+    if ( seconds == 0 ) {
+        timerfd_settime(timerfd_, 0, &its, nullptr);
+        return;
+    }
     if ( seconds < 1e-9 )
         seconds = 1e-9; // zero would disarm the timer
     its.it_value.tv_sec = time_t(seconds);
@@ -150,39 +156,56 @@ void Client::ArmTimer(double seconds) {
     timerfd_settime(timerfd_, 0, &its, nullptr);
 }
 
-void Client::ScheduleRetry() {
+void Client::ScheduleRetry(bool report) {
     state_ = ClientState::kWaiting;
-    backoff_ = backoff_ == 0 ? opts_.backoff_initial : std::min(backoff_ * 2, opts_.backoff_max);
+    double cap = healthy_ ? std::min(opts_.backoff_max_healthy, opts_.backoff_max) : opts_.backoff_max;
+    backoff_ = backoff_ == 0 ? opts_.backoff_initial : std::min(backoff_ * 2, cap);
     ArmTimer(backoff_);
-    Log(LogLevel::kInfo, "pcapovertcp " + opts_.host + ":" + opts_.port + ": reconnecting in " + Seconds(backoff_));
+    if ( report )
+        Log(LogLevel::kInfo, "pcapovertcp " + opts_.host + ":" + opts_.port + ": reconnecting in " + Seconds(backoff_));
+}
+
+void Client::AttemptFailed(const std::string& msg) {
+    stats_.connect_failures++;
+    failures_in_row_++;
+    // Retrying every second for as long as a server stays away must not
+    // flood reporter.log: failures 1, 2, 4, 8, ... in a row are reported.
+    bool report = (failures_in_row_ & (failures_in_row_ - 1)) == 0;
+    if ( report )
+        Log(LogLevel::kWarning, failures_in_row_ == 1 ? msg
+                                                      : msg + " (" + std::to_string(failures_in_row_) +
+                                                            " failed attempts in a row; next reported at " +
+                                                            std::to_string(failures_in_row_ * 2) + ")");
+    ScheduleRetry(report);
 }
 
 void Client::BeginAttempt() {
     addrs_.clear();
     addr_index_ = 0;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    addrinfo* res = nullptr;
-    int rc = getaddrinfo(opts_.host.c_str(), opts_.port.c_str(), &hints, &res);
-    if ( rc != 0 ) {
-        stats_.connect_failures++;
-        Log(LogLevel::kWarning,
-            "pcapovertcp: cannot resolve " + opts_.host + ":" + opts_.port + ": " + gai_strerror(rc));
-        ScheduleRetry();
+    Resolution r;
+    if ( resolver_.Resolve(opts_.host, opts_.port, &r) ) {
+        Resolved(&r);
         return;
     }
-    for ( addrinfo* ai = res; ai; ai = ai->ai_next ) {
-        auto* b = reinterpret_cast<const uint8_t*>(ai->ai_addr);
-        addrs_.emplace_back(b, b + ai->ai_addrlen);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kResolveTag;
+    if ( epoll_ctl(epfd_, EPOLL_CTL_ADD, resolver_.Fd(), &ev) < 0 ) {
+        resolver_.Cancel();
+        AttemptFailed("pcapovertcp: cannot resolve " + opts_.host + ":" + opts_.port + ": epoll_ctl: " + Errno(errno));
+        return;
     }
-    freeaddrinfo(res);
-    if ( ! ConnectNext() ) {
-        stats_.connect_failures++;
-        Log(LogLevel::kWarning, "pcapovertcp: cannot connect to " + opts_.host + ":" + opts_.port + ": " + last_error_);
-        ScheduleRetry();
+    state_ = ClientState::kResolving;
+}
+
+void Client::Resolved(Resolution* r) {
+    if ( r->gai_error != 0 ) {
+        AttemptFailed("pcapovertcp: cannot resolve " + opts_.host + ":" + opts_.port + ": " + r->error);
+        return;
     }
+    addrs_ = std::move(r->addrs);
+    if ( ! ConnectNext() )
+        AttemptFailed("pcapovertcp: cannot connect to " + opts_.host + ":" + opts_.port + ": " + last_error_);
 }
 
 void Client::SetRecvBuffer(int s) {
@@ -204,6 +227,26 @@ void Client::SetRecvBuffer(int s) {
     }
 }
 
+void Client::SetKeepalive(int s) {
+    if ( opts_.keepalive_idle <= 0 )
+        return;
+    int on = 1;
+    int idle = opts_.keepalive_idle;
+    int intvl = std::max(1, opts_.keepalive_interval);
+    int cnt = std::max(1, opts_.keepalive_count);
+    // Without it the kernel would keep probing for keepalive_count probes
+    // whatever the interval; with it the deadline is exact, and it also
+    // bounds data we might have sent and never got acknowledged.
+    unsigned int user_timeout = unsigned(idle + intvl * cnt) * 1000u;
+    if ( setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0 ||
+         setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+         setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+         setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0 ||
+         setsockopt(s, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout)) < 0 )
+        Log(LogLevel::kWarning, "pcapovertcp: TCP keepalive: " + Errno(errno) +
+                                    ": a server gone without closing the connection may go unnoticed");
+}
+
 bool Client::ConnectNext() {
     while ( addr_index_ < addrs_.size() ) {
         const auto& a = addrs_[addr_index_];
@@ -219,6 +262,7 @@ bool Client::ConnectNext() {
             // Before connect() so that the window scale is negotiated for it.
             SetRecvBuffer(s);
         }
+        SetKeepalive(s);
         sock_ = s;
         int rc = connect(s, sa, socklen_t(a.size()));
         if ( rc < 0 && errno != EINPROGRESS ) {
@@ -238,6 +282,7 @@ bool Client::ConnectNext() {
             continue;
         }
         state_ = ClientState::kConnecting;
+        ArmTimer(opts_.connect_timeout);
         return true;
     }
     CloseSocket();
@@ -253,13 +298,11 @@ void Client::ConnectDone() {
         last_error_ = current_addr_ + ": " + Errno(soerr);
         CloseSocket();
         addr_index_++;
-        if ( ! ConnectNext() ) {
-            stats_.connect_failures++;
-            Log(LogLevel::kWarning, "pcapovertcp: cannot connect to " + opts_.host + ":" + opts_.port + ": " + last_error_);
-            ScheduleRetry();
-        }
+        if ( ! ConnectNext() )
+            AttemptFailed("pcapovertcp: cannot connect to " + opts_.host + ":" + opts_.port + ": " + last_error_);
         return;
     }
+    ArmTimer(0); // the connect timeout
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = sock_gen_;
@@ -267,6 +310,14 @@ void Client::ConnectDone() {
     parser_.Reset();
     state_ = ClientState::kConnected;
     Log(LogLevel::kInfo, "pcapovertcp: connected to " + current_addr_);
+}
+
+void Client::ConnectTimedOut() {
+    last_error_ = current_addr_ + ": no answer within " + Seconds(opts_.connect_timeout);
+    CloseSocket();
+    addr_index_++;
+    if ( ! ConnectNext() )
+        AttemptFailed("pcapovertcp: cannot connect to " + opts_.host + ":" + opts_.port + ": " + last_error_);
 }
 
 void Client::Drop(const std::string& why, bool protocol_error) {
@@ -278,13 +329,16 @@ void Client::Drop(const std::string& why, bool protocol_error) {
     stats_.discarded_bytes += buffered;
     if ( state_ == ClientState::kConnected )
         stats_.disconnects++;
+    // Only a connection that delivered a valid stream earns quick retries.
+    if ( protocol_error || ! parser_.HaveHeader() )
+        healthy_ = false;
     std::string msg = "pcapovertcp: " + current_addr_ + ": " + why;
     if ( buffered > 0 )
         msg += " (" + std::to_string(buffered) + " buffered bytes discarded)";
     Log(protocol_error ? LogLevel::kError : LogLevel::kWarning, msg);
     CloseSocket();
     parser_.Reset();
-    ScheduleRetry();
+    ScheduleRetry(true);
 }
 
 void Client::ReadOnce() {
@@ -318,6 +372,24 @@ bool Client::Pump() {
                 continue; // spurious: nothing expired
             if ( state_ == ClientState::kWaiting )
                 BeginAttempt();
+            else if ( state_ == ClientState::kConnecting )
+                ConnectTimedOut();
+            continue;
+        }
+        if ( tag == kResolveTag ) {
+            if ( state_ != ClientState::kResolving )
+                continue;
+            int fd = resolver_.Fd();
+            Resolution r;
+            epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+            if ( ! resolver_.Take(&r) ) {
+                epoll_event ev{};
+                ev.events = EPOLLIN;
+                ev.data.u64 = kResolveTag;
+                epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+                continue;
+            }
+            Resolved(&r);
             continue;
         }
         if ( tag != sock_gen_ || sock_ < 0 )
@@ -352,6 +424,8 @@ bool Client::Next(Record* rec) {
                 }
                 stats_.connects++;
                 backoff_ = 0; // a healthy server: retry quickly next time
+                healthy_ = true;
+                failures_in_row_ = 0;
                 Log(LogLevel::kInfo, "pcapovertcp: " + current_addr_ + ": pcap stream " +
                                          std::to_string(h.version_major) + "." + std::to_string(h.version_minor) +
                                          (h.big_endian ? " big-endian" : " little-endian") +

@@ -1,6 +1,7 @@
-// Zeek-independent PCAP-over-TCP client: non-blocking connect, stream
-// parsing, reconnection with exponential backoff, and one stable file
-// descriptor (an epoll instance) for the caller's poll loop.
+// Zeek-independent PCAP-over-TCP client: name resolution off the caller's
+// thread, non-blocking connect, stream parsing, dead-peer detection,
+// reconnection with exponential backoff, and one stable file descriptor
+// (an epoll instance) for the caller's poll loop. Nothing it does blocks.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "pcap_stream.h"
+#include "resolver.h"
 
 namespace pcapovertcp {
 
@@ -20,6 +22,21 @@ struct ClientOptions {
     int recv_buffer = 0;        // SO_RCVBUF in bytes; 0 keeps the kernel's default
     double backoff_initial = 0.1; // seconds before the first reconnect
     double backoff_max = 30.0;    // cap of the doubling backoff
+    // Cap instead of backoff_max while the last connection delivered a
+    // valid stream: a server that was healthy is most likely restarting,
+    // and every second of delay is a second of capture lost.
+    double backoff_max_healthy = 1.0;
+    double connect_timeout = 5.0; // per address; a SYN may vanish without an answer
+    // TCP keepalive on the connection, so that a server gone without FIN
+    // or RST (crash, cable, firewall) is noticed although the stream is
+    // quiet: after keepalive_idle seconds without data, probes every
+    // keepalive_interval seconds; the connection is dropped once
+    // keepalive_idle + keepalive_interval * keepalive_count seconds pass
+    // with no answer (TCP_USER_TIMEOUT). A live peer's kernel answers
+    // probes, so an idle healthy stream is never dropped. 0 disables.
+    int keepalive_idle = 10;
+    int keepalive_interval = 5;
+    int keepalive_count = 3;
     uint32_t max_record = kDefaultMaxRecord;
     size_t read_size = 256 * 1024; // bytes asked of one read()
     int expected_linktype = -1;    // reject streams of another link type; -1 = any
@@ -31,14 +48,14 @@ struct ClientStats {
     uint64_t bytes = 0;          // captured bytes delivered
     uint64_t wire_bytes = 0;     // original lengths of the delivered records
     uint64_t connects = 0;       // connections that delivered a valid header
-    uint64_t connect_failures = 0;
+    uint64_t connect_failures = 0; // failed attempts: resolution, connect, connect timeout
     uint64_t disconnects = 0;    // established connections that ended
     uint64_t protocol_errors = 0; // bad header or record: connection dropped
     uint64_t truncated = 0;      // records cut off by a disconnect (lost)
     uint64_t discarded_bytes = 0; // bytes thrown away with a failed or cut connection
 };
 
-enum class ClientState { kIdle, kWaiting, kConnecting, kConnected };
+enum class ClientState { kIdle, kWaiting, kResolving, kConnecting, kConnected };
 
 // Splits "HOST:PORT", "[IPV6]:PORT" or "IPV6%zone" forms. A bare IPv6
 // address needs brackets.
@@ -52,8 +69,8 @@ public:
     Client& operator=(const Client&) = delete;
 
     // Creates the epoll and timer descriptors and starts the first
-    // connection attempt. Never blocks on the network (name resolution
-    // aside, for hostnames).
+    // connection attempt. Never blocks on the network: host names are
+    // resolved on a thread of their own.
     bool Start(std::string* err);
 
     // The descriptor to poll for readability; stable for the client's
@@ -79,15 +96,19 @@ public:
 
 private:
     void Log(LogLevel l, const std::string& msg);
-    void BeginAttempt();   // resolve and connect to the first address
+    void BeginAttempt();   // resolve, then connect to the first address
+    void Resolved(Resolution* r); // the addresses of this attempt are known
+    void AttemptFailed(const std::string& msg); // count, report (not every time), retry
     bool ConnectNext();    // try the next resolved address; false if none left
     void ConnectDone();    // socket became writable while connecting
+    void ConnectTimedOut(); // no answer to this address within connect_timeout
     void ReadOnce();
     void Drop(const std::string& why, bool protocol_error);
-    void ScheduleRetry();
-    void ArmTimer(double seconds);
+    void ScheduleRetry(bool report);
+    void ArmTimer(double seconds); // 0 disarms
     void CloseSocket();
     void SetRecvBuffer(int s);
+    void SetKeepalive(int s);
     bool Pump();           // one round of epoll events, returns true if something happened
 
     ClientOptions opts_;
@@ -98,6 +119,9 @@ private:
     int timerfd_ = -1;
     int sock_ = -1;
     double backoff_ = 0;
+    bool healthy_ = false;         // the last connection delivered a valid stream
+    uint64_t failures_in_row_ = 0; // attempts failed since the last valid stream
+    Resolver resolver_;
     std::vector<std::vector<uint8_t>> addrs_; // resolved sockaddrs of this attempt
     size_t addr_index_ = 0;
     uint64_t sock_gen_ = 0; // tags epoll events of the current socket (0 is the timer)

@@ -24,7 +24,9 @@ void Usage() {
     std::fprintf(stderr,
                  "usage: potclient -addr HOST:PORT [-count N] [-min-connects N] [-min-protocol-errors N]\n"
                  "                 [-min-disconnects N] [-timeout SEC] [-rcvbuf BYTES] [-backoff SEC]\n"
-                 "                 [-backoff-max SEC] [-max-record BYTES] [-linktype N] [-read-size BYTES] [-quiet 1] [-loop drain|zeek]\n");
+                 "                 [-backoff-max SEC] [-backoff-max-healthy SEC] [-connect-timeout SEC]\n"
+                 "                 [-keepalive-idle SEC] [-max-record BYTES] [-linktype N] [-read-size BYTES] [-quiet 1]\n"
+                 "                 [-loop drain|zeek]\n");
     std::exit(64);
 }
 
@@ -60,6 +62,12 @@ int main(int argc, char** argv) {
             o.backoff_initial = std::atof(v);
         else if ( a == "-backoff-max" )
             o.backoff_max = std::atof(v);
+        else if ( a == "-backoff-max-healthy" )
+            o.backoff_max_healthy = std::atof(v);
+        else if ( a == "-connect-timeout" )
+            o.connect_timeout = std::atof(v);
+        else if ( a == "-keepalive-idle" )
+            o.keepalive_idle = std::atoi(v);
         else if ( a == "-max-record" )
             o.max_record = uint32_t(std::strtoul(v, nullptr, 10));
         else if ( a == "-linktype" )

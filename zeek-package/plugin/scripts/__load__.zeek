@@ -16,6 +16,14 @@ export {
 	const reconnect_initial: interval = 100msec &redef;
 	const reconnect_max: interval = 30sec &redef;
 
+	## The cap instead of reconnect_max while the last connection
+	## delivered a valid stream (it ended without a protocol error, after
+	## the pcap header): that server is most likely restarting, and what
+	## it captures before Zeek is back is lost. A corrupt stream, a
+	## connection closed before the header, or no connection yet keep
+	## reconnect_max.
+	const reconnect_max_healthy: interval = 1sec &redef;
+
 	## Largest record accepted, whatever the stream's snaplen claims. A
 	## longer record means a corrupt stream: the connection is dropped
 	## with an error and re-established.

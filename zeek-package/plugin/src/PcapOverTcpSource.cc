@@ -52,6 +52,7 @@ void PcapOverTcpSource::Open() {
     o.recv_buffer = int(CountOption("PcapOverTcp::socket_buffer_size", 0));
     o.backoff_initial = IntervalOption("PcapOverTcp::reconnect_initial", 0.1);
     o.backoff_max = IntervalOption("PcapOverTcp::reconnect_max", 30.0);
+    o.backoff_max_healthy = IntervalOption("PcapOverTcp::reconnect_max_healthy", 1.0);
     o.max_record = uint32_t(CountOption("PcapOverTcp::max_record_size", pcapovertcp::kDefaultMaxRecord));
     o.read_size = size_t(CountOption("PcapOverTcp::read_size", 256 * 1024));
     // Zeek fixes the link type when the source opens, before any server
@@ -67,8 +68,9 @@ void PcapOverTcpSource::Open() {
     };
 
     client_ = std::make_unique<pcapovertcp::Client>(o);
-    // Connecting is asynchronous: Zeek starts even if the server is not up
-    // yet, and the client keeps retrying with backoff.
+    // Resolving and connecting are asynchronous: Zeek starts even if the
+    // server is not up yet (or its name does not resolve yet), and the
+    // client keeps retrying with backoff.
     if ( ! client_->Start(&err) ) {
         client_.reset();
         Error(err);
