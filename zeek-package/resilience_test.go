@@ -336,6 +336,7 @@ func TestServerRestartReconnectsPromptly(t *testing.T) {
 	sendDNS(t, srv2, "after-restart.pano.test", true)
 	waitDNS(t, dnsLog, "after-restart.pano.test", 20*time.Second)
 
+	waitMessages(t, z.LogDir, "pcap stream", 2, 10*time.Second)
 	msgs := reporterMessages(t, z.LogDir)
 	if countMessages(msgs, "server closed the connection") != 1 || countMessages(msgs, "pcap stream") != 2 {
 		t.Errorf("reporter.log does not tell the disconnection and the reconnection:\n%s", strings.Join(msgs, "\n"))
