@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"sort"
 	"testing"
 )
 
@@ -22,8 +24,25 @@ type dnsRecord struct {
 	RTT   *float64 `json:"rtt"`   // seconds
 }
 
-// readDNSLog reads a JSON dns.log; a log not written yet is empty.
+// readDNSLog reads a JSON dns.log and the files Zeek rotated it to
+// (dns.<open time>.log beside it, zeek-package's hourly rotation), oldest
+// first; a log not written yet is empty. The tests run the shim with
+// -delete-rotated=false so that the rotated files stay.
 func readDNSLog(t testing.TB, path string) []dnsRecord {
+	t.Helper()
+	rotated, err := filepath.Glob(filepath.Join(filepath.Dir(path), "dns.[0-9][0-9][0-9][0-9]-*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(rotated) // the names sort by time
+	var out []dnsRecord
+	for _, p := range append(rotated, path) {
+		out = append(out, readJSONLog(t, p)...)
+	}
+	return out
+}
+
+func readJSONLog(t testing.TB, path string) []dnsRecord {
 	t.Helper()
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -10,7 +10,11 @@
 // into two PCAP-over-TCP streams (PCA_STREAMS=2) and Zeek run with
 // ZEEK_WORKERS=2 (worker i reads stream i and writes worker-i/dns.log), one
 // shim following worker-*/dns.log, as a deployment with two Zeek workers
-// runs. BenchmarkChain ramps the same chain with one and two workers.
+// runs, with Zeek rotating its logs every 10 s so that the shim's
+// hand-over between rotated files is inside the exact counts.
+// BenchmarkChain ramps the same chain with one and two workers;
+// BenchmarkZeekUnansweredFlood measures Zeek's memory under a flood of
+// unanswered queries.
 //
 // Run it as root with Zeek 8.0 (ZEEK_HOME or zeek on PATH) and make
 // tools: go test -v ./internal/e2etest/. Each load phase lasts

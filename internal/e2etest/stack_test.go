@@ -251,7 +251,10 @@ type chain struct {
 // dns.log, and the shim follows that path; with more, worker i reads the
 // agent's stream i (the base port + i) and writes worker-i/dns.log, and
 // one shim follows the glob.
-func startChain(t testing.TB, ifaces []string, streams int) *chain {
+//
+// zeekEnv adds to Zeek's environment (the image's variables, e.g.
+// ZEEK_ROTATION_INTERVAL).
+func startChain(t testing.TB, ifaces []string, streams int, zeekEnv ...string) *chain {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	agentBin, shimBin := binaries(t)
@@ -273,12 +276,14 @@ func startChain(t testing.TB, ifaces []string, streams int) *chain {
 		c.logs = append(c.logs, p)
 	}
 	c.zeek = testenv.StartZeek(t, img, testenv.ZeekOptions{
-		Port: c.ag.basePort, Workers: streams, LogDir: logDir, Env: []string{"ZEEK_ARGS=" + zeekTestArgs},
+		Port: c.ag.basePort, Workers: streams, LogDir: logDir, Env: append([]string{"ZEEK_ARGS=" + zeekTestArgs}, zeekEnv...),
 	})
 	c.waitZeekConnected(t, streams)
 	shimMetrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	// The shim keeps the files Zeek rotates, for the checks on dns.log
+	// (readDNSLog).
 	c.shim = start(t, "pano-shim", nil, shimBin, "-logs", pattern, "-brokers", k.Bootstrap,
-		"-state-dir", t.TempDir(), "-metrics-addr", shimMetrics)
+		"-state-dir", t.TempDir(), "-metrics-addr", shimMetrics, "-delete-rotated=false")
 
 	rules, err := filepath.Glob(filepath.Join(root, "prometheus", "rules", "*.yml"))
 	if err != nil || len(rules) == 0 {
