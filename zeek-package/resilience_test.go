@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,7 +99,8 @@ func sendDNS(t *testing.T, srv *pcapovertcp.Server, name string, answered bool) 
 }
 
 // dnsRecords reads a worker's dns.log and the files Zeek rotated it to
-// (JSON, one record a line), by query name.
+// (JSON, one record a line), by query name. The image rotates hourly and
+// at exit, so a test may see its records in either.
 func dnsRecords(t *testing.T, dir string) map[string]map[string]any {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "dns.*.log"))
@@ -151,20 +153,27 @@ func waitDNS(t *testing.T, dir, name string, timeout time.Duration) map[string]a
 	}
 }
 
-// reporterMessages returns the messages of reporter.log in order.
+// reporterMessages returns the messages of reporter.log in order, those
+// of the files Zeek rotated it to (hourly, on the hour, in the image)
+// first.
 func reporterMessages(t *testing.T, dir string) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "reporter.log"))
-	if err != nil {
-		return nil
-	}
+	files, _ := filepath.Glob(filepath.Join(dir, "reporter.*.log"))
+	slices.Sort(files) // reporter.YYYY-MM-DD-hh-mm-ss.log
+	files = append(files, filepath.Join(dir, "reporter.log"))
 	var msgs []string
-	for _, l := range strings.Split(string(b), "\n") {
-		var r struct {
-			Message string `json:"message"`
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
 		}
-		if json.Unmarshal([]byte(l), &r) == nil && r.Message != "" {
-			msgs = append(msgs, r.Message)
+		for _, l := range strings.Split(string(b), "\n") {
+			var r struct {
+				Message string `json:"message"`
+			}
+			if json.Unmarshal([]byte(l), &r) == nil && r.Message != "" {
+				msgs = append(msgs, r.Message)
+			}
 		}
 	}
 	return msgs
@@ -315,7 +324,10 @@ func TestServerRestartReconnectsPromptly(t *testing.T) {
 	img := testenv.CachedZeekImage(t)
 	srv, stop := startRealServer(t, pcapovertcp.ServerConfig{Addr: "127.0.0.1:0"})
 	addr := srv.Addr().String()
-	z := testenv.StartZeek(t, img, testenv.ZeekOptions{Port: srv.Addr().(*net.TCPAddr).Port})
+	// Rotation every 2 s: the image rotates hourly, on the hour, and a run
+	// across the hour must not lose lines (it did, before the test read
+	// the rotated files).
+	z := testenv.StartZeek(t, img, testenv.ZeekOptions{Port: srv.Addr().(*net.TCPAddr).Port, Env: []string{"ZEEK_ROTATION_INTERVAL=2secs"}})
 	dnsLog := z.LogDir
 	waitAccepted(t, srv, 1, 30*time.Second)
 	sendDNS(t, srv, "before-restart.pano.test", true)
