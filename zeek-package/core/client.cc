@@ -234,9 +234,9 @@ void Client::SetKeepalive(int s) {
     int idle = opts_.keepalive_idle;
     int intvl = std::max(1, opts_.keepalive_interval);
     int cnt = std::max(1, opts_.keepalive_count);
-    // Without it the kernel would keep probing for keepalive_count probes
-    // whatever the interval; with it the deadline is exact, and it also
-    // bounds data we might have sent and never got acknowledged.
+    // TCP_USER_TIMEOUT makes the deadline one number, counted from the
+    // last thing heard from the server, even when probes cannot leave at
+    // all (no route); it also bounds data of ours never acknowledged.
     unsigned int user_timeout = unsigned(idle + intvl * cnt) * 1000u;
     if ( setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0 ||
          setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
