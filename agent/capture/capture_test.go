@@ -129,6 +129,32 @@ func TestClockIsWallClock(t *testing.T) {
 	}
 }
 
+// A measurement whose realtime reads straddle a preemption is not
+// trusted: it would move the offset by up to half the gap, stamping a
+// response before its query (seen in the whole-chain test under load).
+func TestClockIgnoresPreemptedReads(t *testing.T) {
+	var now, boot, gap int64 = 1_000_000_000_000, 5_000_000_000, 0
+	c := &Clock{
+		realtime: func() int64 { now += 100; return now },
+		boottime: func() (int64, error) { now += gap; boot = now - 995_000_000_000 + gap; return boot, nil },
+	}
+	if !c.Update() {
+		t.Fatal("a tight measurement was refused")
+	}
+	good := c.Time(0)
+	gap = int64(400 * time.Microsecond) // every sample preempted
+	if c.Update() {
+		t.Error("a measurement with a 400 µs bracket was accepted")
+	}
+	if got := c.Time(0); !got.Equal(good) {
+		t.Errorf("a refused measurement moved the clock by %v", got.Sub(good))
+	}
+	gap = 0
+	if !c.Update() {
+		t.Error("a tight measurement after preempted ones was refused")
+	}
+}
+
 func TestDedup(t *testing.T) {
 	d := NewDedup(2 * time.Millisecond)
 	t0 := time.Unix(1000, 0)

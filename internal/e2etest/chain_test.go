@@ -305,7 +305,7 @@ func runPhase(t *testing.T, c *chain, servers []*server, dur time.Duration, asse
 		check.exact(s+" dns.log records without rcode", float64(lc.unanswered), r.Lost)
 		check.exact(s+" dns.log records with rcode, without rtt", float64(lc.noRTT), 0)
 		if lc.noRTT > 0 {
-			t.Logf("%s: dns.log record %s has an rcode and no rtt", s, lc.example)
+			t.Logf("%s: dns.log records with an rcode and no rtt:\n%s", s, strings.Join(lc.examples, "\n"))
 		}
 
 		n := scalar(t, prom, ctx, fmt.Sprintf(`sum(pano_dns_response_time_seconds_count{server="%s"})`, s))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,14 +15,16 @@ import (
 // dnsRecord is the part of a dns.log line (Zeek's JSON, with
 // zeek-package's "_" field names) the checks read.
 type dnsRecord struct {
-	UID   string   `json:"uid"`
-	OrigH string   `json:"id_orig_h"`
-	OrigP uint16   `json:"id_orig_p"`
-	RespH string   `json:"id_resp_h"`
-	RespP uint16   `json:"id_resp_p"`
-	Proto string   `json:"proto"`
-	RCode *int     `json:"rcode"` // absent: no response was seen
-	RTT   *float64 `json:"rtt"`   // seconds
+	UID     string   `json:"uid"`
+	TS      float64  `json:"ts"`
+	TransID uint16   `json:"trans_id"`
+	OrigH   string   `json:"id_orig_h"`
+	OrigP   uint16   `json:"id_orig_p"`
+	RespH   string   `json:"id_resp_h"`
+	RespP   uint16   `json:"id_resp_p"`
+	Proto   string   `json:"proto"`
+	RCode   *int     `json:"rcode"` // absent: no response was seen
+	RTT     *float64 `json:"rtt"`   // seconds
 }
 
 // readDNSLog reads a JSON dns.log and the files Zeek rotated it to
@@ -72,7 +75,7 @@ func readJSONLog(t testing.TB, path string) []dnsRecord {
 type logCounts struct {
 	records, answered, unanswered int
 	noRTT                         int // records with an rcode but no rtt
-	example                       string
+	examples                      []string
 }
 
 // countDNSLogs counts the records for each server address in every log.
@@ -95,8 +98,10 @@ func countDNSLogs(t testing.TB, logs []string, servers []string) map[string]*log
 			case r.RTT == nil || *r.RTT <= 0:
 				c.noRTT++
 				c.answered++
-				if c.example == "" {
-					c.example = r.UID
+				// Enough to find them in the capture: when, which
+				// client and transaction.
+				if len(c.examples) < 10 {
+					c.examples = append(c.examples, fmt.Sprintf("%s ts=%.6f %s:%d id=%d rcode=%d", r.UID, r.TS, r.OrigH, r.OrigP, r.TransID, *r.RCode))
 				}
 			default:
 				c.answered++
