@@ -133,7 +133,7 @@ func settings() []setting {
 				c.SnapLen = uint32(n)
 				return nil
 			}},
-		{"dedup-window", "DEDUP_WINDOW", "2ms", "a packet seen again on another captured interface (or direction) within this time is dropped as a duplicate; 0 disables",
+		{"dedup-window", "DEDUP_WINDOW", "2ms", "a packet seen again on another captured interface within this time is dropped as a duplicate (not on the same interface, e.g. hairpinned in and out; not a NATed copy); 0 disables",
 			func(c *Config, v string) error {
 				d, err := time.ParseDuration(v)
 				if err != nil || d < 0 {
@@ -178,7 +178,37 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	if err := c.checkStreamPorts(); err != nil {
 		return nil, err
 	}
+	if err := c.checkRingHoldsPackets(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// ringRecordHeader is the kernel's own header in front of each ring
+// buffer record (struct bpf_ringbuf_hdr).
+const ringRecordHeader = 8
+
+// checkRingHoldsPackets refuses a ring buffer that cannot hold two
+// records of the largest packet kept: every such packet would be dropped
+// as ring_buffer_full, and with one record's room the classifier would
+// stall behind each one.
+func (c *Config) checkRingHoldsPackets() error {
+	record := int(c.SnapLen) + bpf.MetaSize + ringRecordHeader
+	if c.RingBufferSize < 2*record {
+		return fmt.Errorf("RING_BUFFER_SIZE=%d bytes holds fewer than two packets of SNAPLEN=%d (%d bytes each with the headers): raise RING_BUFFER_SIZE to at least %d or lower SNAPLEN",
+			c.RingBufferSize, c.SnapLen, record, nextPow2(2*record))
+	}
+	return nil
+}
+
+// nextPow2 is the smallest power of two >= n, the ring sizes the kernel
+// takes.
+func nextPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
 }
 
 // MaxStreams is the most PCAP-over-TCP streams (the classifier's limit).

@@ -95,6 +95,23 @@ func TestErrorsNameTheSetting(t *testing.T) {
 	}
 }
 
+// A ring buffer must hold two records of the largest packet kept; the
+// error names both settings and the size that would do.
+func TestRingMustHoldTwoPackets(t *testing.T) {
+	_, err := Load(nil, env(map[string]string{"RING_BUFFER_SIZE": "64KiB"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "RING_BUFFER_SIZE") || !strings.Contains(err.Error(), "SNAPLEN=65535") ||
+		!strings.Contains(err.Error(), "at least 262144") {
+		t.Errorf("64KiB ring with the default snaplen: error %v, want one naming RING_BUFFER_SIZE, SNAPLEN=65535 and 262144", err)
+	}
+	c, err := Load(nil, env(map[string]string{"RING_BUFFER_SIZE": "64KiB", "SNAPLEN": "1500"}), io.Discard)
+	if err != nil || c.RingBufferSize != 64<<10 {
+		t.Errorf("64KiB ring with SNAPLEN=1500: %v", err)
+	}
+	if _, err := Load(nil, env(map[string]string{"RING_BUFFER_SIZE": "256KiB"}), io.Discard); err != nil {
+		t.Errorf("256KiB ring with the default snaplen: %v", err)
+	}
+}
+
 func TestStreams(t *testing.T) {
 	c, err := Load([]string{"-pca-streams=4"}, env(map[string]string{"PCA_SERVER_PORT": "57012", "PCA_SERVER_ADDR": "::1"}), io.Discard)
 	if err != nil {
