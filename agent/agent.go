@@ -141,6 +141,7 @@ func (a *Agent) setup() (err error) {
 			},
 			Logger: log,
 		}),
+		captureEnabled(1),
 	)
 	for i, srv := range a.servers {
 		a.reg.MustRegister(prometheus.WrapCollectorWith(prometheus.Labels{metrics.StreamLabel: strconv.Itoa(i)},

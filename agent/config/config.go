@@ -52,7 +52,7 @@ type setting struct {
 
 func settings() []setting {
 	return []setting{
-		{"enable-pca", "ENABLE_PCA", "true", "capture packets and serve them over PCAP-over-TCP (false: exit, nothing to do)",
+		{"enable-pca", "ENABLE_PCA", "true", "capture packets and serve them over PCAP-over-TCP (false: load nothing, serve only the metrics endpoint until stopped)",
 			func(c *Config, v string) (err error) { c.EnablePCA, err = strconv.ParseBool(v); return }},
 		{"pca-filter", "PCA_FILTER", "udp,53;tcp,53",
 			"in-kernel filter: rules separated by ';', each PROTO,PORT[,CIDR][,DIRECTION] with PROTO udp|tcp|any, PORT a number or any " +

@@ -35,13 +35,15 @@ func main() {
 		runtime.GOMAXPROCS(1)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if !cfg.EnablePCA {
-		log.Info("ENABLE_PCA=false: packet capture disabled, nothing to do")
-		return
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if !cfg.EnablePCA {
+		if err := agent.Idle(ctx, cfg.MetricsAddr, log); err != nil {
+			log.Error("stopped", "error", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	a, err := agent.New(cfg, log)
 	if err != nil {
