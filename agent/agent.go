@@ -160,9 +160,6 @@ func listenError(err error, setting string) error {
 	return err
 }
 
-// PCAPAddr is the PCAP-over-TCP listener's address (stream 0's).
-func (a *Agent) PCAPAddr() net.Addr { return a.servers[0].Addr() }
-
 // PCAPAddrs are the listeners' addresses, indexed by stream.
 func (a *Agent) PCAPAddrs() []net.Addr {
 	out := make([]net.Addr, len(a.servers))

@@ -182,19 +182,6 @@ func rulesTable(rules []filter.Rule) (CaptureRules, error) {
 	return t, nil
 }
 
-// SetRules replaces the rule table of a loaded classifier.
-func (c *Classifier) SetRules(rules []filter.Rule) error {
-	table, err := rulesTable(rules)
-	if err != nil {
-		return err
-	}
-	zero := uint32(0)
-	if err := c.objs.FilterRules.Put(&zero, &table); err != nil {
-		return fmt.Errorf("write filter rules: %w", err)
-	}
-	return nil
-}
-
 // Ingress is the program for the ingress hook.
 func (c *Classifier) Ingress() *ebpf.Program { return c.objs.CaptureIngress }
 

@@ -256,16 +256,6 @@ func envOf(t testing.TB, p *types.Project, service, key string) string {
 	return ""
 }
 
-// hasEnv reports whether the service sets key at all.
-func hasEnv(p *types.Project, service, key string) bool {
-	s, ok := p.Services[service]
-	if !ok {
-		return false
-	}
-	v, ok := s.Environment[key]
-	return ok && v != nil
-}
-
 // Every variable docker-compose.yml reads is documented: in README.md's
 // configuration table and in .env, with the same default.
 func TestComposeVariablesDocumented(t *testing.T) {

@@ -29,7 +29,6 @@ type Tcpdump struct {
 	mu      sync.Mutex
 	stderr  bytes.Buffer
 	stopped bool
-	stats   CaptureStats
 	waitErr error
 }
 

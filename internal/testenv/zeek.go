@@ -544,7 +544,7 @@ func (z *ZeekImage) run(ctx context.Context, st dockerStep, vars, env map[string
 	cmd.Stdout, cmd.Stderr = log, log
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("Dockerfile line %d (%s) failed after %s: %w", st.line, strings.Join(strings.Fields(script), " "), time.Since(start).Round(time.Millisecond), err)
+		return fmt.Errorf("line %d of the Dockerfile (%s) failed after %s: %w", st.line, strings.Join(strings.Fields(script), " "), time.Since(start).Round(time.Millisecond), err)
 	}
 	return nil
 }

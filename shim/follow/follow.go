@@ -190,27 +190,25 @@ func (f *Follower) Next(ctx context.Context) (Line, error) {
 }
 
 func (f *Follower) lineFromBuffer() (Line, bool) {
-	for {
-		data := f.buf[f.r:f.w]
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			if len(data) > f.opts.MaxLineBytes {
-				// Too long: drop what is buffered, keep dropping to '\n'.
-				f.skip = true
-				f.off += int64(f.w)
-				f.r, f.w = 0, 0
-			}
-			return Line{}, false
+	data := f.buf[f.r:f.w]
+	i := bytes.IndexByte(data, '\n')
+	if i < 0 {
+		if len(data) > f.opts.MaxLineBytes {
+			// Too long: drop what is buffered, keep dropping to '\n'.
+			f.skip = true
+			f.off += int64(f.w)
+			f.r, f.w = 0, 0
 		}
-		l := Line{Data: data[:i], File: f.id, End: f.off + int64(f.r+i+1), Reset: f.reset}
-		f.r += i + 1
-		if f.skip || i > f.opts.MaxLineBytes {
-			f.skip = false
-			l.Data, l.TooLong = nil, true
-		}
-		f.reset = false
-		return l, true
+		return Line{}, false
 	}
+	l := Line{Data: data[:i], File: f.id, End: f.off + int64(f.r+i+1), Reset: f.reset}
+	f.r += i + 1
+	if f.skip || i > f.opts.MaxLineBytes {
+		f.skip = false
+		l.Data, l.TooLong = nil, true
+	}
+	f.reset = false
+	return l, true
 }
 
 // fill reads more of the current file into the buffer.
