@@ -7,6 +7,13 @@
 // fan-out Server whose producer never waits for a consumer (every client
 // has its own bounded queue; what a slow client misses is counted), and a
 // Client that dials a server and reconnects with exponential backoff.
+//
+// The import path ends in pcap-over-tcp, the folder the design card names,
+// and a Go package name cannot hold dashes: importers write
+// `pcapovertcp "github.com/pano-observability/pano/pcap-over-tcp"`. The
+// name is the package's own, so the alias only says it out loud (the
+// import works without it); renaming the folder would break the layout
+// every other document follows.
 package pcapovertcp
 
 import (
