@@ -129,29 +129,74 @@ func TestClockIsWallClock(t *testing.T) {
 	}
 }
 
+// fakeClocks are a wall clock and a boot clock that differ by off; each
+// boot clock read takes gap (a preemption when large).
+type fakeClocks struct{ now, off, gap int64 }
+
+func (f *fakeClocks) clock() *Clock {
+	return &Clock{
+		realtime: func() int64 { f.now += 100; return f.now },
+		boottime: func() (int64, error) { f.now += f.gap; b := f.now - f.off; f.now += f.gap; return b, nil },
+	}
+}
+
 // A measurement whose realtime reads straddle a preemption is not
 // trusted: it would move the offset by up to half the gap, stamping a
 // response before its query (seen in the whole-chain test under load).
 func TestClockIgnoresPreemptedReads(t *testing.T) {
-	var now, boot, gap int64 = 1_000_000_000_000, 5_000_000_000, 0
-	c := &Clock{
-		realtime: func() int64 { now += 100; return now },
-		boottime: func() (int64, error) { now += gap; boot = now - 995_000_000_000 + gap; return boot, nil },
-	}
+	f := &fakeClocks{now: 1_000_000_000_000, off: 995_000_000_000}
+	c := f.clock()
 	if !c.Update() {
 		t.Fatal("a tight measurement was refused")
 	}
 	good := c.Time(0)
-	gap = int64(400 * time.Microsecond) // every sample preempted
+	f.gap = int64(400 * time.Microsecond) // every sample preempted
+	f.off -= 200_000                      // and the measured offset moves
 	if c.Update() {
-		t.Error("a measurement with a 400 µs bracket was accepted")
+		t.Error("a measurement with a 800 µs bracket was accepted")
 	}
 	if got := c.Time(0); !got.Equal(good) {
 		t.Errorf("a refused measurement moved the clock by %v", got.Sub(good))
 	}
-	gap = 0
+	f.gap = 0
 	if !c.Update() {
 		t.Error("a tight measurement after preempted ones was refused")
+	}
+}
+
+// A new offset is slewed in: boot-to-wall never runs backwards, and the
+// change is complete after change/slewPPM; a step of a second or more is
+// followed at once.
+func TestClockSlewsOffsetChanges(t *testing.T) {
+	f := &fakeClocks{now: 1_000_000_000_000, off: 995_000_000_000}
+	c := f.clock()
+	c.Update()
+	b0 := f.now - f.off
+	f.off += 300_000 // the wall clock moved 300 µs against the boot clock
+	c.Update()
+	anchor := f.now - f.off
+	prev := c.Time(uint64(anchor))
+	for b := anchor + 50_000; b < anchor+int64(2*time.Second); b += 50_000 {
+		got := c.Time(uint64(b))
+		if !got.After(prev) {
+			t.Fatalf("boot time +%v maps to %v, not after %v", time.Duration(b-b0), got, prev)
+		}
+		prev = got
+	}
+	// No jump at the update: still the old offset there.
+	if got, want := c.Time(uint64(anchor)), time.Unix(0, anchor+f.off-300_000); got.Sub(want).Abs() > time.Microsecond {
+		t.Errorf("at the update: %v, want %v (the old offset)", got, want)
+	}
+	// 300 µs at 1000 ppm: done within 300 ms.
+	late := anchor + int64(time.Second)
+	if got, want := c.Time(uint64(late)), time.Unix(0, late+f.off); got.Sub(want).Abs() > time.Microsecond {
+		t.Errorf("1 s after the update: %v, want %v (the new offset)", got, want)
+	}
+	f.off -= int64(5 * time.Second) // a step of the wall clock
+	c.Update()
+	b := f.now - f.off
+	if got, want := c.Time(uint64(b)), time.Unix(0, b+f.off); got.Sub(want).Abs() > time.Microsecond {
+		t.Errorf("after a 5 s step: %v, want %v", got, want)
 	}
 }
 
