@@ -196,7 +196,11 @@ func loadBuiltImage(dir, home string) (*ZeekImage, error) {
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {
 		return nil, err
 	}
-	return describeImage(dir, home, filepath.Join(dir, "Dockerfile"), nil)
+	steps, err := parseDockerfileSteps(filepath.Join(dir, "Dockerfile"))
+	if err != nil {
+		return nil, err
+	}
+	return describeImage(dir, home, steps, nil)
 }
 
 // treeHash identifies a package's content and the Zeek it is built for.
@@ -329,7 +333,11 @@ esac
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
 		return nil, err
 	}
-	z, err := describeImage(dir, home, filepath.Join(dir, "Dockerfile"), opts.BuildArgs)
+	steps, err := parseDockerfileSteps(filepath.Join(dir, "Dockerfile"))
+	if err != nil {
+		return nil, err
+	}
+	z, err := describeImage(dir, home, steps, opts.BuildArgs)
 	if err != nil {
 		return nil, err
 	}
@@ -338,19 +346,10 @@ esac
 		return nil, err
 	}
 	defer logf.Close()
-	if err := z.runSteps(ctx, pkg, filepath.Join(pkg, "Dockerfile"), opts.BuildArgs, logf); err != nil {
-		b, _ := os.ReadFile(z.Log)
-		return nil, fmt.Errorf("%w\n%s", err, tail(string(b), 40))
+	if err := z.runSteps(ctx, pkg, steps, opts.BuildArgs, logf); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, svcLogTail(z.Log, 40))
 	}
 	return z, nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 type dockerStep struct {
@@ -383,12 +382,8 @@ func parseDockerfileSteps(path string) ([]dockerStep, error) {
 
 // describeImage reads what a build records (ENV, WORKDIR, ENTRYPOINT)
 // without running anything.
-func describeImage(dir, home, dockerfile string, buildArgs map[string]string) (*ZeekImage, error) {
+func describeImage(dir, home string, steps []dockerStep, buildArgs map[string]string) (*ZeekImage, error) {
 	z := &ZeekImage{Home: home, Root: dir, SiteDir: filepath.Join(dir, "site"), PluginDir: filepath.Join(dir, "plugins"), Env: map[string]string{}, Log: filepath.Join(dir, "build.log")}
-	steps, err := parseDockerfileSteps(dockerfile)
-	if err != nil {
-		return nil, err
-	}
 	vars := map[string]string{}
 	for _, st := range steps {
 		if err := z.record(st, vars, buildArgs); err != nil {
@@ -441,14 +436,12 @@ func (z *ZeekImage) record(st dockerStep, vars, buildArgs map[string]string) err
 	return nil
 }
 
-// runSteps carries out the Dockerfile's build steps.
-func (z *ZeekImage) runSteps(ctx context.Context, pkg, dockerfile string, buildArgs map[string]string, log io.Writer) error {
-	steps, err := parseDockerfileSteps(dockerfile)
-	if err != nil {
-		return err
-	}
-	vars := map[string]string{}
-	env := map[string]string{}
+// runSteps carries out the Dockerfile's build steps, in order: ARG and
+// ENV values and the WORKDIR as each RUN sees them. (describeImage has
+// already recorded ENV, WORKDIR and ENTRYPOINT as the finished image has
+// them.)
+func (z *ZeekImage) runSteps(ctx context.Context, pkg string, steps []dockerStep, buildArgs map[string]string, log io.Writer) error {
+	vars := map[string]string{} // ARG and ENV so far
 	workdir := z.Root
 	for _, st := range steps {
 		fmt.Fprintf(log, "### step line %d: %s\n", st.line, st.text)
@@ -456,11 +449,6 @@ func (z *ZeekImage) runSteps(ctx context.Context, pkg, dockerfile string, buildA
 		case "arg", "env":
 			if err := z.record(st, vars, buildArgs); err != nil {
 				return err
-			}
-			if st.cmd == "env" {
-				for i := 0; i+1 < len(st.args); i += 2 {
-					env[st.args[i]] = vars[st.args[i]]
-				}
 			}
 		case "workdir":
 			if err := z.record(st, vars, buildArgs); err != nil {
@@ -482,15 +470,11 @@ func (z *ZeekImage) runSteps(ctx context.Context, pkg, dockerfile string, buildA
 				return fmt.Errorf("line %d: %w", st.line, err)
 			}
 		case "run":
-			if err := z.run(ctx, st, vars, env, workdir, log); err != nil {
+			if err := z.run(ctx, st, vars, workdir, log); err != nil {
 				return err
 			}
 		case "from", "volume", "entrypoint", "expose", "label", "cmd":
-			if st.cmd == "entrypoint" {
-				if err := z.record(st, vars, buildArgs); err != nil {
-					return err
-				}
-			}
+			// Nothing to run; describeImage recorded what matters.
 		default:
 			return fmt.Errorf("line %d: instruction %s is not carried out by the tests: teach testenv.ZeekImage", st.line, strings.ToUpper(st.cmd))
 		}
@@ -506,7 +490,7 @@ func (z *ZeekImage) runSteps(ctx context.Context, pkg, dockerfile string, buildA
 
 var aptInstall = regexp.MustCompile(`apt-get install ([^&;|]*)`)
 
-func (z *ZeekImage) run(ctx context.Context, st dockerStep, vars, env map[string]string, workdir string, log io.Writer) error {
+func (z *ZeekImage) run(ctx context.Context, st dockerStep, vars map[string]string, workdir string, log io.Writer) error {
 	script := strings.Join(st.args, " ")
 	if strings.Contains(script, "apt-get ") {
 		// Installing packages is the one step the tests leave to the
@@ -535,9 +519,6 @@ func (z *ZeekImage) run(ctx context.Context, st dockerStep, vars, env map[string
 	cmd.Dir = workdir
 	var extra []string
 	for k, v := range vars {
-		extra = append(extra, k+"="+v)
-	}
-	for k, v := range env {
 		extra = append(extra, k+"="+v)
 	}
 	cmd.Env = z.Environ(extra...)
