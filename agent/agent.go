@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pano-observability/pano/agent/bpf"
 	"github.com/pano-observability/pano/agent/capture"
@@ -239,9 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var httpSrv *http.Server
 	if a.metrics != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
-		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = metricsServer(a.reg)
 		wg.Go(func() {
 			if err := httpSrv.Serve(a.metrics); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics endpoint: %w", err)

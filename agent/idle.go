@@ -31,9 +31,7 @@ func Idle(ctx context.Context, metricsAddr string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("metrics endpoint: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := metricsServer(reg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("capture disabled (ENABLE_PCA=false): serving metrics only", "metrics", ln.Addr().String())
@@ -48,6 +46,13 @@ func Idle(ctx context.Context, metricsAddr string, log *slog.Logger) error {
 		return fmt.Errorf("metrics endpoint: %w", err)
 	}
 	return nil
+}
+
+// metricsServer serves reg on /metrics, capturing or not.
+func metricsServer(reg *prometheus.Registry) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 }
 
 // captureEnabled says whether this agent captures: a dashboard can tell a
