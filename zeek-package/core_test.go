@@ -3,7 +3,6 @@ package zeekpackage_test
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -572,16 +571,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // tracePackets reads the first n packets of the dnsperf fixture capture.
 func tracePackets(t testing.TB, n int) []pkt {
 	t.Helper()
-	f, err := os.Open("testdata/dnsperf-unbound.pcap.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd, err := pcapovertcp.NewReader(zr)
+	rd, err := pcapovertcp.NewReader(testenv.OpenTestdata(t, "testdata/dnsperf-unbound.pcap.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}

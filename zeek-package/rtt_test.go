@@ -17,7 +17,6 @@ package zeekpackage_test
 
 import (
 	"bufio"
-	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -34,6 +33,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/pano-observability/pano/internal/testenv"
 )
 
 // dnsMsg is one DNS message seen in a trace.
@@ -50,23 +51,6 @@ type dnsMsg struct {
 // seconds plus microseconds / 1e6, in double precision.
 func zeekTime(sec int64, usec int64) float64 { return float64(sec) + float64(usec)/1e6 }
 
-func openMaybeGzip(t *testing.T, path string) io.Reader {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	if !strings.HasSuffix(path, ".gz") {
-		return f
-	}
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return zr
-}
-
 type tcpFlow struct {
 	next uint32
 	init bool
@@ -78,7 +62,7 @@ type tcpFlow struct {
 // length prefix.
 func traceMessages(t *testing.T, path string) []dnsMsg {
 	t.Helper()
-	r, err := pcapgo.NewReader(openMaybeGzip(t, path))
+	r, err := pcapgo.NewReader(testenv.OpenTestdata(t, path))
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -386,7 +370,7 @@ func TestRTTScriptOnZeekDNSTraces(t *testing.T) {
 // NXDOMAIN without, and 44 queries whose responses fell outside the cut.
 func TestRTTScriptOnDNSPerfCapture(t *testing.T) {
 	msgs := traceMessages(t, "testdata/dnsperf-unbound.pcap.gz")
-	sc := bufio.NewScanner(openMaybeGzip(t, "testdata/dnsperf-unbound.dns.json.gz"))
+	sc := bufio.NewScanner(testenv.OpenTestdata(t, "testdata/dnsperf-unbound.dns.json.gz"))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var lines []string
 	var recs []logRecord

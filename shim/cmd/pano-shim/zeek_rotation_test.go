@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -258,16 +257,7 @@ type capturedPacket struct {
 // readCapture reads every packet of a gzipped pcap file.
 func readCapture(t *testing.T, path string) []capturedPacket {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd, err := pcapovertcp.NewReader(zr)
+	rd, err := pcapovertcp.NewReader(testenv.OpenTestdata(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}
