@@ -44,14 +44,12 @@ type packet struct {
 // client. It returns once every interface in wantIfaces is attached.
 func startAgent(t *testing.T, env map[string]string, wantIfaces ...string) *runningAgent {
 	t.Helper()
-	base := map[string]string{
-		"PCA_SERVER_PORT": "0",
-		"METRICS_ADDR":    "off",
-	}
+	t.Setenv("PCA_SERVER_PORT", "0")
+	t.Setenv("METRICS_ADDR", "off")
 	for k, v := range env {
-		base[k] = v
+		t.Setenv(k, v)
 	}
-	cfg, err := config.Load(nil, func(k string) string { return base[k] }, io.Discard)
+	cfg, err := config.Load(nil, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -268,11 +268,13 @@ func TestStartupErrors(t *testing.T) {
 		{"metrics port in use", map[string]string{"PCA_SERVER_PORT": "0", "METRICS_ADDR": busy.Addr().String()}, "METRICS_ADDR"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{"METRICS_ADDR": "off", "INTERFACES": "lo", "EXCLUDE_INTERFACES": "none"}
+			t.Setenv("METRICS_ADDR", "off")
+			t.Setenv("INTERFACES", "lo")
+			t.Setenv("EXCLUDE_INTERFACES", "none")
 			for k, v := range tc.env {
-				env[k] = v
+				t.Setenv(k, v)
 			}
-			cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
+			cfg, err := config.Load(nil, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,9 +1,10 @@
-// Package config reads the agent's settings from environment variables
-// and the equivalent command-line flags (a flag wins over its variable).
-// The variable names are those of the netobserv agent's packet-capture
-// mode where one existed (ENABLE_PCA, PCA_FILTER, PCA_SERVER_PORT,
-// INTERFACES, EXCLUDE_INTERFACES, LOG_LEVEL), so its deployments keep
-// working.
+// Package config reads the agent's settings from command-line flags and
+// their environment variables, by the rules of internal/envflag with no
+// prefix (-pca-filter is PCA_FILTER; a flag wins; a malformed value is an
+// error naming it). The variable names are those of the netobserv
+// agent's packet-capture mode where one existed (ENABLE_PCA, PCA_FILTER,
+// PCA_SERVER_PORT, INTERFACES, EXCLUDE_INTERFACES, LOG_LEVEL), so its
+// deployments keep working.
 package config
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/pano-observability/pano/agent/bpf"
 	"github.com/pano-observability/pano/agent/filter"
 	"github.com/pano-observability/pano/agent/tracer"
+	"github.com/pano-observability/pano/internal/envflag"
 )
 
 // Config is the agent's configuration.
@@ -43,28 +45,28 @@ type Config struct {
 	RingBufferSize int
 }
 
-// setting is one configuration item: a flag, its variable and how to
-// apply the value.
+// setting is one configuration item: a flag (its variable follows from
+// its name) and how to apply a value.
 type setting struct {
-	flag, env, def, help string
-	apply                func(c *Config, v string) error
+	flag, def, help string
+	apply           func(c *Config, v string) error
 }
 
 func settings() []setting {
 	return []setting{
-		{"enable-pca", "ENABLE_PCA", "true", "capture packets and serve them over PCAP-over-TCP (false: load nothing, serve only the metrics endpoint until stopped)",
+		{"enable-pca", "true", "capture packets and serve them over PCAP-over-TCP (false: load nothing, serve only the metrics endpoint until stopped)",
 			func(c *Config, v string) (err error) { c.EnablePCA, err = strconv.ParseBool(v); return }},
-		{"pca-filter", "PCA_FILTER", "udp,53;tcp,53",
+		{"pca-filter", "udp,53;tcp,53",
 			"in-kernel filter: rules separated by ';', each PROTO,PORT[,CIDR][,DIRECTION] with PROTO udp|tcp|any, PORT a number or any " +
 				"(source or destination), CIDR an address or prefix (source or destination), DIRECTION in|out|both; " +
 				"e.g. 'udp,53', 'udp,53;tcp,53', 'udp,53,198.18.0.0/15,in', 'any,any'",
 			func(c *Config, v string) (err error) { c.Filter, err = filter.Parse(v); return }},
-		{"pca-server-addr", "PCA_SERVER_ADDR", "127.0.0.1", "address the PCAP-over-TCP server listens on (0.0.0.0 or :: for every address)",
+		{"pca-server-addr", "127.0.0.1", "address the PCAP-over-TCP server listens on (0.0.0.0 or :: for every address)",
 			func(c *Config, v string) error {
 				c.ServerAddr = net.JoinHostPort(v, portOf(c.ServerAddr))
 				return nil
 			}},
-		{"pca-server-port", "PCA_SERVER_PORT", "57012", "PCAP-over-TCP server port (of stream 0; stream i listens on this port + i)",
+		{"pca-server-port", "57012", "PCAP-over-TCP server port (of stream 0; stream i listens on this port + i)",
 			func(c *Config, v string) error {
 				p, err := strconv.ParseUint(v, 10, 16)
 				if err != nil {
@@ -74,7 +76,7 @@ func settings() []setting {
 				c.ServerAddr = net.JoinHostPort(host, strconv.FormatUint(p, 10))
 				return nil
 			}},
-		{"pca-streams", "PCA_STREAMS", "1",
+		{"pca-streams", "1",
 			"split the capture into N PCAP-over-TCP streams (1-64), one per Zeek worker: stream i is served on port PCA_SERVER_PORT+i " +
 				"(port 0: each on a port the system picks); a symmetric flow hash computed in the kernel puts both directions of a " +
 				"conversation, and every fragment of a datagram, in the same stream",
@@ -86,7 +88,7 @@ func settings() []setting {
 				c.Streams = n
 				return nil
 			}},
-		{"pca-allow", "PCA_ALLOW", "", "comma-separated CIDRs of the clients allowed to connect (empty: any)",
+		{"pca-allow", "", "comma-separated CIDRs of the clients allowed to connect (empty: any)",
 			func(c *Config, v string) error {
 				c.Allow = nil
 				for _, s := range splitList(v) {
@@ -98,19 +100,19 @@ func settings() []setting {
 				}
 				return nil
 			}},
-		{"pca-max-clients", "PCA_MAX_CLIENTS", "16", "most PCAP-over-TCP clients connected at once",
+		{"pca-max-clients", "16", "most PCAP-over-TCP clients connected at once",
 			func(c *Config, v string) (err error) { c.MaxClients, err = positiveInt(v); return }},
-		{"pca-client-queue", "PCA_CLIENT_QUEUE", "8MiB", "queue per PCAP-over-TCP client; a client that falls this far behind loses packets (counted)",
+		{"pca-client-queue", "8MiB", "queue per PCAP-over-TCP client; a client that falls this far behind loses packets (counted)",
 			func(c *Config, v string) (err error) { c.ClientQueue, err = parseSize(v); return }},
-		{"pca-nanosecond", "PCA_NANOSECOND", "false", "nanosecond pcap timestamps (magic 0xa1b23c4d); the default microsecond format is what Zeek's plugin reads",
+		{"pca-nanosecond", "false", "nanosecond pcap timestamps (magic 0xa1b23c4d); the default microsecond format is what Zeek's plugin reads",
 			func(c *Config, v string) (err error) { c.Nanosecond, err = strconv.ParseBool(v); return }},
-		{"interfaces", "INTERFACES", "", "comma-separated interfaces to capture, names or globs (veth*); empty: all (minus EXCLUDE_INTERFACES), including ones that appear later",
+		{"interfaces", "", "comma-separated interfaces to capture, names or globs (veth*); empty: all (minus EXCLUDE_INTERFACES), including ones that appear later",
 			func(c *Config, v string) error { c.Interfaces = splitList(v); return nil }},
-		{"exclude-interfaces", "EXCLUDE_INTERFACES", "lo", "comma-separated interfaces never captured, names or globs",
+		{"exclude-interfaces", "lo", "comma-separated interfaces never captured, names or globs",
 			func(c *Config, v string) error { c.Exclude = splitList(v); return nil }},
-		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error",
+		{"log-level", "info", "debug, info, warn or error",
 			func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
-		{"metrics-addr", "METRICS_ADDR", "127.0.0.1:9103", "address of the Prometheus /metrics endpoint (off: none)",
+		{"metrics-addr", "127.0.0.1:9103", "address of the Prometheus /metrics endpoint (off: none)",
 			func(c *Config, v string) error {
 				if v == "off" || v == "" {
 					c.MetricsAddr = ""
@@ -122,9 +124,9 @@ func settings() []setting {
 				c.MetricsAddr = v
 				return nil
 			}},
-		{"attach-mode", "ATTACH_MODE", "auto", "auto (TCX where the kernel has it, Linux 6.6+, else legacy TC), tcx, or tc (clsact qdisc + cls_bpf)",
+		{"attach-mode", "auto", "auto (TCX where the kernel has it, Linux 6.6+, else legacy TC), tcx, or tc (clsact qdisc + cls_bpf)",
 			func(c *Config, v string) (err error) { c.AttachMode, err = tracer.ParseMode(v); return }},
-		{"snaplen", "SNAPLEN", "65535", "bytes kept of each packet (1-65535); the default keeps whole DNS-over-TCP messages and EDNS answers",
+		{"snaplen", "65535", "bytes kept of each packet (1-65535); the default keeps whole DNS-over-TCP messages and EDNS answers",
 			func(c *Config, v string) error {
 				n, err := strconv.ParseUint(v, 10, 32)
 				if err != nil || n == 0 || n > 65535 {
@@ -133,7 +135,7 @@ func settings() []setting {
 				c.SnapLen = uint32(n)
 				return nil
 			}},
-		{"dedup-window", "DEDUP_WINDOW", "2ms", "a packet seen again on another captured interface within this time is dropped as a duplicate (not on the same interface, e.g. hairpinned in and out; not a NATed copy); 0 disables",
+		{"dedup-window", "2ms", "a packet seen again on another captured interface within this time is dropped as a duplicate (not on the same interface, e.g. hairpinned in and out; not a NATed copy); 0 disables",
 			func(c *Config, v string) error {
 				d, err := time.ParseDuration(v)
 				if err != nil || d < 0 {
@@ -142,38 +144,30 @@ func settings() []setting {
 				c.DedupWindow = d
 				return nil
 			}},
-		{"ring-buffer-size", "RING_BUFFER_SIZE", "16MiB", "kernel-to-agent ring buffer (a power of two: 4MiB, 16MiB, 64MiB); bigger absorbs longer bursts",
+		{"ring-buffer-size", "16MiB", "kernel-to-agent ring buffer (a power of two: 4MiB, 16MiB, 64MiB); bigger absorbs longer bursts",
 			func(c *Config, v string) (err error) { c.RingBufferSize, err = parseSize(v); return }},
 	}
 }
 
-// Load parses args (without the program name) over the environment.
-// getenv is os.Getenv in production. It returns flag.ErrHelp after
-// printing the usage to out for -h/--help.
-func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
-	c := &Config{ServerAddr: "127.0.0.1:57012"}
+// Load parses args (without the program name) and the environment.
+// It returns flag.ErrHelp after printing the usage to out for -h/-help.
+func Load(args []string, out io.Writer) (*Config, error) {
+	c := &Config{}
 	fs := flag.NewFlagSet("pano-agent", flag.ContinueOnError)
 	fs.SetOutput(out)
-	all := settings()
-	values := make([]*string, len(all))
-	for i, s := range all {
-		def := s.def
-		if v, ok := lookup(getenv, s.env); ok {
-			def = v
+	for _, s := range settings() {
+		v := &value{c: c, s: s}
+		if err := v.Set(s.def); err != nil {
+			return nil, fmt.Errorf("default of -%s: %w", s.flag, err)
 		}
-		values[i] = fs.String(s.flag, def, s.help)
+		fs.Var(v, s.flag, s.help)
 	}
-	fs.Usage = func() { usage(out, all) }
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		envflag.Usage(fs, "", "pano-agent captures packets with an eBPF TC classifier and serves them over PCAP-over-TCP.\n")()
+		fmt.Fprint(out, usageNotes)
+	}
+	if err := envflag.Parse(fs, args, ""); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (settings are flags or environment variables; see --help)", fs.Arg(0))
-	}
-	for i, s := range all {
-		if err := s.apply(c, *values[i]); err != nil {
-			return nil, fmt.Errorf("%s / -%s %q: %w", s.env, s.flag, *values[i], err)
-		}
 	}
 	if err := c.checkStreamPorts(); err != nil {
 		return nil, err
@@ -182,6 +176,36 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 		return nil, err
 	}
 	return c, nil
+}
+
+const usageNotes = `
+GOMAXPROCS defaults to 1 (one capture goroutine; more threads only add hand-offs); set it to override.
+
+Needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (docker compose: cap_add: [BPF, NET_ADMIN, PERFMON]) and host networking.
+`
+
+// value is a setting as a flag.Value: Set applies it to the Config at
+// once, so a malformed value fails inside the flag set, whose error
+// names the flag or the variable it came from.
+type value struct {
+	c   *Config
+	s   setting
+	raw string
+}
+
+func (v *value) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.raw
+}
+
+func (v *value) Set(raw string) error {
+	if err := v.s.apply(v.c, raw); err != nil {
+		return fmt.Errorf("%q: %w", raw, err)
+	}
+	v.raw = raw
+	return nil
 }
 
 // ringRecordHeader is the kernel's own header in front of each ring
@@ -237,26 +261,6 @@ func (c *Config) StreamAddrs() []string {
 		addrs[i] = net.JoinHostPort(host, strconv.Itoa(q))
 	}
 	return addrs
-}
-
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != ""
-}
-
-func usage(w io.Writer, all []setting) {
-	fmt.Fprintf(w, "pano-agent captures packets with an eBPF TC classifier and serves them over PCAP-over-TCP.\n\n")
-	fmt.Fprintf(w, "Every setting is a flag or an environment variable (the flag wins).\n\n")
-	for _, s := range all {
-		def := s.def
-		if def == "" {
-			def = `""`
-		}
-		fmt.Fprintf(w, "  -%s, %s (default %s)\n", s.flag, s.env, def)
-		fmt.Fprintf(w, "      %s\n", s.help)
-	}
-	fmt.Fprintf(w, "\nGOMAXPROCS defaults to 1 (one capture goroutine; more threads only add hand-offs); set it to override.\n")
-	fmt.Fprintf(w, "\nNeeds CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (docker compose: cap_add: [BPF, NET_ADMIN, PERFMON]) and host networking.\n")
 }
 
 func portOf(hostport string) string {

@@ -12,12 +12,25 @@ import (
 
 	"github.com/pano-observability/pano/agent/filter"
 	"github.com/pano-observability/pano/agent/tracer"
+	"github.com/pano-observability/pano/internal/envflag"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// load runs Load with args and, of the settings' variables, exactly those
+// in env: the others are emptied, which counts as unset, so a variable of
+// the shell running the tests changes nothing.
+func load(t *testing.T, args []string, env map[string]string) (*Config, error) {
+	t.Helper()
+	for _, s := range settings() {
+		t.Setenv(envflag.Var("", s.flag), "")
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return Load(args, io.Discard)
+}
 
 func TestDefaults(t *testing.T) {
-	c, err := Load(nil, env(nil), io.Discard)
+	c, err := load(t, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +45,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestEnvironmentAndFlags(t *testing.T) {
-	e := env(map[string]string{
+	e := map[string]string{
 		"ENABLE_PCA":         "true",
 		"PCA_FILTER":         "udp,53",
 		"PCA_SERVER_PORT":    "1234",
@@ -46,8 +59,8 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		"DEDUP_WINDOW":       "0",
 		"RING_BUFFER_SIZE":   "64MiB",
 		"PCA_ALLOW":          "127.0.0.0/8,10.1.2.3/8",
-	})
-	c, err := Load(nil, e, io.Discard)
+	}
+	c, err := load(t, nil, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +70,7 @@ func TestEnvironmentAndFlags(t *testing.T) {
 		t.Fatalf("from environment: %+v", c)
 	}
 	// A flag wins over its variable.
-	c, err = Load([]string{"-pca-server-port=999", "-pca-filter=tcp,53", "-attach-mode", "tcx", "-exclude-interfaces=lo,docker*"}, e, io.Discard)
+	c, err = load(t, []string{"-pca-server-port=999", "-pca-filter=tcp,53", "-attach-mode", "tcx", "-exclude-interfaces=lo,docker*"}, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +79,18 @@ func TestEnvironmentAndFlags(t *testing.T) {
 	}
 }
 
+// A malformed value fails Load naming where it came from: the variable
+// when set by the environment, the flag when set on the command line.
 func TestErrorsNameTheSetting(t *testing.T) {
 	for _, tc := range []struct{ env, val string }{
 		{"ENABLE_PCA", "maybe"},
+		{"ENABLE_PCA", "yes"},
 		{"PCA_FILTER", "icmp,1"},
 		{"PCA_SERVER_PORT", "70000"},
+		{"PCA_SERVER_PORT", "http"},
 		{"PCA_ALLOW", "10.0.0.0/40"},
 		{"PCA_MAX_CLIENTS", "0"},
+		{"PCA_MAX_CLIENTS", "50k"},
 		{"PCA_CLIENT_QUEUE", "lots"},
 		{"LOG_LEVEL", "loud"},
 		{"METRICS_ADDR", "9103"},
@@ -80,77 +98,108 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"SNAPLEN", "0"},
 		{"SNAPLEN", "65536"},
 		{"DEDUP_WINDOW", "-1s"},
+		{"DEDUP_WINDOW", "5"},
 		{"RING_BUFFER_SIZE", "16XB"},
 		{"PCA_STREAMS", "0"},
 		{"PCA_STREAMS", "65"},
 		{"PCA_STREAMS", "four"},
 	} {
-		_, err := Load(nil, env(map[string]string{tc.env: tc.val}), io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.env) {
-			t.Errorf("%s=%s: error %v, want one naming %s", tc.env, tc.val, err, tc.env)
-		}
+		flagName := strings.ToLower(strings.ReplaceAll(tc.env, "_", "-"))
+		t.Run(tc.env+"="+tc.val, func(t *testing.T) {
+			_, err := load(t, nil, map[string]string{tc.env: tc.val})
+			if err == nil || !strings.Contains(err.Error(), `"`+tc.env+`"`) || !strings.Contains(err.Error(), `"`+tc.val+`"`) {
+				t.Errorf("variable: error %v, want one naming %s and %q", err, tc.env, tc.val)
+			}
+			_, err = load(t, []string{"-" + flagName + "=" + tc.val}, nil)
+			if err == nil || !strings.Contains(err.Error(), "-"+flagName+":") {
+				t.Errorf("flag: error %v, want one naming -%s", err, flagName)
+			}
+		})
 	}
-	if _, err := Load([]string{"stray"}, env(nil), io.Discard); err == nil {
-		t.Error("a positional argument was accepted")
+	if _, err := load(t, []string{"stray"}, nil); err == nil || !strings.Contains(err.Error(), `"stray"`) {
+		t.Errorf("a positional argument: %v", err)
+	}
+}
+
+// A flag wins over its variable, which is then not even parsed: a
+// malformed one is no error.
+func TestFlagWinsOverMalformedVariable(t *testing.T) {
+	c, err := load(t, []string{"-snaplen=1500", "-dedup-window=0"}, map[string]string{"SNAPLEN": "lots", "DEDUP_WINDOW": "5", "LOG_LEVEL": "debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SnapLen != 1500 || c.DedupWindow != 0 || c.LogLevel != slog.LevelDebug {
+		t.Fatalf("got snaplen %d, dedup %v, log level %v", c.SnapLen, c.DedupWindow, c.LogLevel)
 	}
 }
 
 // A ring buffer must hold two records of the largest packet kept; the
 // error names both settings and the size that would do.
 func TestRingMustHoldTwoPackets(t *testing.T) {
-	_, err := Load(nil, env(map[string]string{"RING_BUFFER_SIZE": "64KiB"}), io.Discard)
+	_, err := load(t, nil, map[string]string{"RING_BUFFER_SIZE": "64KiB"})
 	if err == nil || !strings.Contains(err.Error(), "RING_BUFFER_SIZE") || !strings.Contains(err.Error(), "SNAPLEN=65535") ||
 		!strings.Contains(err.Error(), "at least 262144") {
 		t.Errorf("64KiB ring with the default snaplen: error %v, want one naming RING_BUFFER_SIZE, SNAPLEN=65535 and 262144", err)
 	}
-	c, err := Load(nil, env(map[string]string{"RING_BUFFER_SIZE": "64KiB", "SNAPLEN": "1500"}), io.Discard)
+	c, err := load(t, nil, map[string]string{"RING_BUFFER_SIZE": "64KiB", "SNAPLEN": "1500"})
 	if err != nil || c.RingBufferSize != 64<<10 {
 		t.Errorf("64KiB ring with SNAPLEN=1500: %v", err)
 	}
-	if _, err := Load(nil, env(map[string]string{"RING_BUFFER_SIZE": "256KiB"}), io.Discard); err != nil {
+	if _, err := load(t, nil, map[string]string{"RING_BUFFER_SIZE": "256KiB"}); err != nil {
 		t.Errorf("256KiB ring with the default snaplen: %v", err)
 	}
 }
 
 func TestStreams(t *testing.T) {
-	c, err := Load([]string{"-pca-streams=4"}, env(map[string]string{"PCA_SERVER_PORT": "57012", "PCA_SERVER_ADDR": "::1"}), io.Discard)
+	c, err := load(t, []string{"-pca-streams=4"}, map[string]string{"PCA_SERVER_PORT": "57012", "PCA_SERVER_ADDR": "::1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(c.StreamAddrs(), ","); c.Streams != 4 || got != "[::1]:57012,[::1]:57013,[::1]:57014,[::1]:57015" {
 		t.Errorf("4 streams from 57012: %d, %s", c.Streams, got)
 	}
-	c, err = Load(nil, env(map[string]string{"PCA_STREAMS": "3", "PCA_SERVER_PORT": "0"}), io.Discard)
+	c, err = load(t, nil, map[string]string{"PCA_STREAMS": "3", "PCA_SERVER_PORT": "0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(c.StreamAddrs(), ","); got != "127.0.0.1:0,127.0.0.1:0,127.0.0.1:0" {
 		t.Errorf("port 0: %s", got)
 	}
-	_, err = Load(nil, env(map[string]string{"PCA_STREAMS": "4", "PCA_SERVER_PORT": "65534"}), io.Discard)
+	_, err = load(t, nil, map[string]string{"PCA_STREAMS": "4", "PCA_SERVER_PORT": "65534"})
 	if err == nil || !strings.Contains(err.Error(), "PCA_STREAMS") || !strings.Contains(err.Error(), "65535") {
 		t.Errorf("streams past port 65535: %v", err)
 	}
-	if _, err := Load(nil, env(map[string]string{"PCA_STREAMS": "2", "PCA_SERVER_PORT": "65534"}), io.Discard); err != nil {
+	if _, err := load(t, nil, map[string]string{"PCA_STREAMS": "2", "PCA_SERVER_PORT": "65534"}); err != nil {
 		t.Errorf("2 streams from 65534: %v", err)
 	}
 }
 
+// The variables keep the names deployments set (netobserv's agent's
+// among them); -help lists each with its flag, and the notes.
 func TestHelpDocumentsEverySetting(t *testing.T) {
+	vars := []string{"ENABLE_PCA", "PCA_FILTER", "PCA_SERVER_ADDR", "PCA_SERVER_PORT", "PCA_STREAMS", "PCA_ALLOW", "PCA_MAX_CLIENTS",
+		"PCA_CLIENT_QUEUE", "PCA_NANOSECOND", "INTERFACES", "EXCLUDE_INTERFACES", "LOG_LEVEL", "METRICS_ADDR", "ATTACH_MODE", "SNAPLEN",
+		"DEDUP_WINDOW", "RING_BUFFER_SIZE"}
+	var got []string
+	for _, s := range settings() {
+		got = append(got, envflag.Var("", s.flag))
+	}
+	if strings.Join(got, " ") != strings.Join(vars, " ") {
+		t.Errorf("variables %v, want %v", got, vars)
+	}
 	var out bytes.Buffer
-	_, err := Load([]string{"--help"}, env(nil), &out)
+	_, err := Load([]string{"-help"}, &out)
 	if !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("--help: %v", err)
+		t.Fatalf("-help: %v", err)
 	}
 	for _, s := range settings() {
-		if !strings.Contains(out.String(), "-"+s.flag+", "+s.env+" (default ") {
-			t.Errorf("--help does not document -%s / %s:\n%s", s.flag, s.env, out.String())
+		if want := "-" + s.flag + ", " + envflag.Var("", s.flag); !strings.Contains(out.String(), want) {
+			t.Errorf("-help lacks %q:\n%s", want, out.String())
 		}
 	}
-	for _, want := range []string{"ENABLE_PCA", "PCA_FILTER", "PCA_SERVER_PORT", "PCA_SERVER_ADDR", "INTERFACES", "EXCLUDE_INTERFACES",
-		"LOG_LEVEL", "METRICS_ADDR", "ATTACH_MODE", "SNAPLEN", "DEDUP_WINDOW", "RING_BUFFER_SIZE", "PCA_STREAMS", "PCA_SERVER_PORT+i", "cap_add: [BPF, NET_ADMIN, PERFMON]"} {
+	for _, want := range []string{"-snaplen, SNAPLEN (default 65535)", "PCA_SERVER_PORT+i", "GOMAXPROCS defaults to 1", "cap_add: [BPF, NET_ADMIN, PERFMON]"} {
 		if !strings.Contains(out.String(), want) {
-			t.Errorf("--help does not mention %s", want)
+			t.Errorf("-help does not mention %s", want)
 		}
 	}
 }

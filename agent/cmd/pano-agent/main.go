@@ -20,7 +20,7 @@ import (
 )
 
 func main() {
-	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	cfg, err := config.Load(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}

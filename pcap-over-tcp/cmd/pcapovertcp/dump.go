@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pano-observability/pano/internal/envflag"
 	pcapovertcp "github.com/pano-observability/pano/pcap-over-tcp"
 )
 
@@ -29,28 +30,24 @@ var errDone = errors.New("count reached")
 func dump(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dump", "dump [-addr A] -o out.pcap [flags]", stderr)
 	var o dumpOptions
-	var logLevel, logFormat string
-	fs.StringVar(&o.addr, "addr", pcapovertcp.DefaultAddr, "server to read from, HOST:PORT")
+	var logs logSettings
+	addr := hostPort(pcapovertcp.DefaultAddr)
+	fs.TextVar(&addr, "addr", addr, "server to read from, HOST:PORT")
 	fs.StringVar(&o.out, "o", "-", `pcap file to write ("-": standard output)`)
 	fs.IntVar(&o.count, "count", 0, "stop after this many packets (0: no limit)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: no limit)")
 	fs.BoolVar(&o.reconnect, "reconnect", false, "reconnect with backoff when the stream ends or fails, instead of stopping")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "log counters this often (0: never)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&logFormat, "log-format", "text", "text or json")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("dump: unexpected arguments %q", fs.Args())
-	}
-	log, err := newLogger(stderr, logLevel, logFormat)
-	if err != nil {
-		return err
+	logs.register(fs)
+	if err := envflag.Parse(fs, args, envPrefix); err != nil {
+		return fmt.Errorf("dump: %w", err)
 	}
 	if o.count < 0 || o.duration < 0 {
-		return errors.New("dump: -count and -duration must not be negative")
+		return fmt.Errorf("dump: -count (%s) and -duration (%s) must not be negative",
+			envflag.Var(envPrefix, "count"), envflag.Var(envPrefix, "duration"))
 	}
+	o.addr = string(addr)
+	log := logs.logger(stderr)
 	var out io.Writer = stdout
 	if o.out != "-" {
 		f, err := os.Create(o.out)

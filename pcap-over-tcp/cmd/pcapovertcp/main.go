@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
-	"strings"
+	"strconv"
 	"syscall"
+
+	"github.com/pano-observability/pano/internal/envflag"
 )
 
 const usage = `pcapovertcp: PCAP-over-TCP (PCAP-over-IP) tool
@@ -25,10 +28,14 @@ Usage:
   serve   play a pcap file to every client connected to a PCAP-over-TCP server
   dump    connect to a PCAP-over-TCP server and write what it sends to a pcap file
 
-Run "pcapovertcp serve --help" or "pcapovertcp dump --help" for the flags.
+Run "pcapovertcp serve -help" or "pcapovertcp dump -help" for the flags.
 Every flag can also be set by an environment variable, PCAPOVERTCP_<FLAG>
-(upper case, "-" as "_"); a flag on the command line wins.
+(upper case, "-" as "_"); a flag on the command line wins, an empty
+variable counts as unset, and a value that does not parse is an error.
 `
+
+// envPrefix starts the environment variable of every flag.
+const envPrefix = "PCAPOVERTCP"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -67,50 +74,58 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: pcapovertcp %s\n\nFlags (environment variable in brackets):\n", synopsis)
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(out, "  -%s [%s]\n    \t%s", f.Name, envName(f.Name), f.Usage)
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-				fmt.Fprintf(out, " (default %s)", f.DefValue)
-			}
-			fmt.Fprintln(out)
-		})
-	}
+	fs.Usage = envflag.Usage(fs, envPrefix, "Usage: pcapovertcp "+synopsis+"\n")
 	return fs
 }
 
-func envName(flagName string) string {
-	return "PCAPOVERTCP_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// hostPort is an -addr, checked when set: HOST:PORT with a numeric port.
+type hostPort string
 
-// parse applies environment variables, then the command line.
-func parse(fs *flag.FlagSet, args []string) error {
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
-			}
-		}
-	})
+func (a *hostPort) UnmarshalText(b []byte) error {
+	_, port, err := net.SplitHostPort(string(b))
 	if err != nil {
 		return err
 	}
-	return fs.Parse(args)
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want 0-65535", port)
+	}
+	*a = hostPort(b)
+	return nil
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("log format %q: want text or json", format)
+func (a hostPort) MarshalText() ([]byte, error) { return []byte(a), nil }
+
+// logSettings are the flags serve and dump share.
+type logSettings struct {
+	level  slog.Level
+	format logFormat
 }
+
+func (l *logSettings) register(fs *flag.FlagSet) {
+	fs.TextVar(&l.level, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.TextVar(&l.format, "log-format", logFormat("text"), "text or json")
+}
+
+func (l logSettings) logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.level}
+	if l.format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// logFormat is text or json, checked when set so that a wrong one fails
+// naming its flag or variable.
+type logFormat string
+
+func (f *logFormat) UnmarshalText(b []byte) error {
+	switch s := string(b); s {
+	case "text", "json":
+		*f = logFormat(s)
+		return nil
+	default:
+		return fmt.Errorf("log format %q: want text or json", s)
+	}
+}
+
+func (f logFormat) MarshalText() ([]byte, error) { return []byte(f), nil }

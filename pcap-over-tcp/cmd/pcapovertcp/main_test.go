@@ -192,29 +192,76 @@ func TestServeErrors(t *testing.T) {
 	}
 }
 
+// -help lists every flag with its variable.
 func TestHelpDocumentsFlagsAndEnv(t *testing.T) {
 	for cmd, flags := range map[string][]string{
-		"serve": {"-file", "-addr", "-speed", "-loop", "-nsec", "-max-clients", "-queue-bytes", "-allow", "-write-timeout", "-metrics-addr", "PCAPOVERTCP_ADDR"},
-		"dump":  {"-addr", "-o", "-count", "-duration", "-reconnect", "PCAPOVERTCP_COUNT"},
+		"serve": {"file", "addr", "speed", "loop", "nsec", "retime", "wait-clients", "max-clients", "queue-bytes", "snaplen", "allow",
+			"write-timeout", "drain-timeout", "progress", "metrics-addr", "log-level", "log-format"},
+		"dump": {"addr", "o", "count", "duration", "reconnect", "progress", "log-level", "log-format"},
 	} {
 		var out bytes.Buffer
-		err := run(context.Background(), []string{cmd, "--help"}, io.Discard, &out)
+		err := run(context.Background(), []string{cmd, "-help"}, io.Discard, &out)
 		if !errors.Is(err, flag.ErrHelp) {
-			t.Fatalf("%s --help: %v", cmd, err)
+			t.Fatalf("%s -help: %v", cmd, err)
 		}
 		for _, f := range flags {
-			if !strings.Contains(out.String(), f) {
-				t.Errorf("%s --help does not mention %s:\n%s", cmd, f, out.String())
+			want := "-" + f + ", PCAPOVERTCP_" + strings.ToUpper(strings.ReplaceAll(f, "-", "_"))
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s -help lacks %q:\n%s", cmd, want, out.String())
 			}
 		}
 	}
 }
 
-func TestEnvironmentSetsFlags(t *testing.T) {
-	t.Setenv("PCAPOVERTCP_LOOP", "2")
-	addr, _, _, _ := startServe(t, "-file", trace)
-	if n := countPackets(t, dumpTo(t, "-addr", addr)); n != 8 {
-		t.Fatalf("PCAPOVERTCP_LOOP=2: %d packets, want 8", n)
+// A malformed variable fails the command before it listens or connects,
+// with an error naming the variable.
+func TestMalformedVariableNamesIt(t *testing.T) {
+	for _, tc := range []struct{ cmd, env, val string }{
+		{"serve", "PCAPOVERTCP_WRITE_TIMEOUT", "5"},
+		{"serve", "PCAPOVERTCP_MAX_CLIENTS", "50k"},
+		{"serve", "PCAPOVERTCP_NSEC", "yes"},
+		{"serve", "PCAPOVERTCP_ADDR", "127.0.0.1"},
+		{"serve", "PCAPOVERTCP_ADDR", "127.0.0.1:70000"},
+		{"serve", "PCAPOVERTCP_ALLOW", "localhost"},
+		{"serve", "PCAPOVERTCP_SPEED", "warp"},
+		{"serve", "PCAPOVERTCP_LOOP", "0"},
+		{"serve", "PCAPOVERTCP_LOG_LEVEL", "loud"},
+		{"serve", "PCAPOVERTCP_LOG_FORMAT", "xml"},
+		{"dump", "PCAPOVERTCP_COUNT", "ten"},
+		{"dump", "PCAPOVERTCP_COUNT", "-1"},
+		{"dump", "PCAPOVERTCP_DURATION", "10"},
+		{"dump", "PCAPOVERTCP_RECONNECT", "yes"},
+		{"dump", "PCAPOVERTCP_ADDR", "localhost"},
+	} {
+		t.Run(tc.cmd+"/"+tc.env+"="+tc.val, func(t *testing.T) {
+			t.Setenv(tc.env, tc.val)
+			// Were it started, serve would wait for a client and dump
+			// would retry: the deadline turns that into a failure.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			args := []string{tc.cmd, "-file", trace}
+			if tc.cmd == "dump" {
+				args = []string{tc.cmd, "-o", filepath.Join(t.TempDir(), "out.pcap")}
+			}
+			var logs bytes.Buffer
+			err := run(ctx, args, io.Discard, &logs)
+			if err == nil || !strings.Contains(err.Error(), tc.env) {
+				t.Fatalf("error %v, want one naming %s", err, tc.env)
+			}
+			if ctx.Err() != nil || logs.Len() > 0 {
+				t.Fatalf("started before failing (%v):\n%s", ctx.Err(), logs.String())
+			}
+		})
+	}
+}
+
+// A flag wins over its variable, which is then not even parsed.
+func TestFlagWinsOverVariable(t *testing.T) {
+	t.Setenv("PCAPOVERTCP_LOOP", "twice")
+	addr, _, _, _ := startServe(t, "-file", trace, "-loop", "2")
+	t.Setenv("PCAPOVERTCP_COUNT", "-1")
+	if n := countPackets(t, dumpTo(t, "-addr", addr, "-count", "5")); n != 5 {
+		t.Fatalf("-count 5 over PCAPOVERTCP_COUNT=-1, -loop 2 over PCAPOVERTCP_LOOP=twice: %d packets, want 5", n)
 	}
 }
 

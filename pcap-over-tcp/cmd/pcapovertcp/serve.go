@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pano-observability/pano/internal/envflag"
 	pcapovertcp "github.com/pano-observability/pano/pcap-over-tcp"
 )
 
@@ -41,66 +43,115 @@ type serveOptions struct {
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("serve", "serve -file F [flags]", stderr)
 	var o serveOptions
-	var speed, loop, allow, logLevel, logFormat string
+	var speed playSpeed
+	var loops loopCount
+	var allow prefixList
+	addr := hostPort(pcapovertcp.DefaultAddr)
+	var logs logSettings
 	fs.StringVar(&o.file, "file", "", "pcap file to play (required)")
-	fs.StringVar(&o.addr, "addr", pcapovertcp.DefaultAddr, "listen address; port 0 picks a free port (logged)")
-	fs.StringVar(&speed, "speed", "max", `"max" (as fast as the slowest client takes it, without drops), "realtime" (recorded spacing), or a factor of realtime such as 2`)
-	fs.StringVar(&loop, "loop", "1", `times to play the file, or "forever"`)
+	fs.TextVar(&addr, "addr", addr, "listen address; port 0 picks a free port (logged)")
+	fs.TextVar(&speed, "speed", playSpeed(0), `"max" (as fast as the slowest client takes it, without drops), "realtime" (recorded spacing), or a factor of realtime such as 2`)
+	fs.TextVar(&loops, "loop", loopCount(1), `times to play the file, or "forever"`)
 	fs.BoolVar(&o.nsec, "nsec", false, "nanosecond timestamps (magic 0xa1b23c4d) instead of microseconds")
 	fs.BoolVar(&o.retime, "retime", false, "stamp packets with the time they are sent instead of the recorded time")
 	fs.IntVar(&o.waitClients, "wait-clients", 1, "start playing once this many clients are connected (0: at once)")
 	fs.IntVar(&o.maxClients, "max-clients", pcapovertcp.DefaultMaxClients, "clients served at once")
 	fs.IntVar(&o.queueBytes, "queue-bytes", pcapovertcp.DefaultQueueBytes, "per-client queue; a packet that does not fit is dropped for that client")
 	fs.UintVar(&o.snaplen, "snaplen", 0, "snap length of the stream (0: the file's)")
-	fs.StringVar(&allow, "allow", "", "comma-separated client networks allowed to connect (empty: any), e.g. 127.0.0.0/8,::1/128")
+	fs.TextVar(&allow, "allow", prefixList(nil), "comma-separated client networks allowed to connect (empty: any), e.g. 127.0.0.0/8,::1/128")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", pcapovertcp.DefaultWriteTimeout, "drop a client that accepts no data for this long")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "after the last loop, wait this long for clients to receive their queues")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "log counters this often (0: never)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (empty: off)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&logFormat, "log-format", "text", "text or json")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
-	}
-	log, err := newLogger(stderr, logLevel, logFormat)
-	if err != nil {
-		return err
+	logs.register(fs)
+	if err := envflag.Parse(fs, args, envPrefix); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	if o.file == "" {
-		return errors.New("serve: -file is required")
+		return fmt.Errorf("serve: -file (%s) is required", envflag.Var(envPrefix, "file"))
 	}
-	switch speed {
+	o.addr, o.speed, o.loops, o.allow = string(addr), float64(speed), int(loops), allow
+	return runServe(ctx, o, logs.logger(stderr))
+}
+
+// playSpeed is -speed: 0 is "max", 1 "realtime", else a factor of
+// realtime.
+type playSpeed float64
+
+func (s *playSpeed) UnmarshalText(b []byte) error {
+	switch string(b) {
 	case "max":
+		*s = 0
 	case "realtime":
-		o.speed = 1
+		*s = 1
 	default:
-		f, err := strconv.ParseFloat(speed, 64)
-		if err != nil || f <= 0 {
-			return fmt.Errorf("serve: -speed %q: want max, realtime or a positive factor", speed)
+		f, err := strconv.ParseFloat(string(b), 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 1) {
+			return errors.New("want max, realtime or a positive factor")
 		}
-		o.speed = f
+		*s = playSpeed(f)
 	}
-	if loop == "forever" {
-		o.loops = 0
-	} else if n, err := strconv.Atoi(loop); err != nil || n < 1 {
-		return fmt.Errorf("serve: -loop %q: want a positive count or forever", loop)
-	} else {
-		o.loops = n
+	return nil
+}
+
+func (s playSpeed) MarshalText() ([]byte, error) {
+	switch s {
+	case 0:
+		return []byte("max"), nil
+	case 1:
+		return []byte("realtime"), nil
 	}
-	for _, p := range strings.Split(allow, ",") {
-		if p = strings.TrimSpace(p); p == "" {
+	return strconv.AppendFloat(nil, float64(s), 'g', -1, 64), nil
+}
+
+// loopCount is -loop: a positive count, or 0 for "forever".
+type loopCount int
+
+func (l *loopCount) UnmarshalText(b []byte) error {
+	if string(b) == "forever" {
+		*l = 0
+		return nil
+	}
+	n, err := strconv.Atoi(string(b))
+	if err != nil || n < 1 {
+		return errors.New("want a positive count or forever")
+	}
+	*l = loopCount(n)
+	return nil
+}
+
+func (l loopCount) MarshalText() ([]byte, error) {
+	if l == 0 {
+		return []byte("forever"), nil
+	}
+	return strconv.AppendInt(nil, int64(l), 10), nil
+}
+
+// prefixList is -allow: comma-separated networks.
+type prefixList []netip.Prefix
+
+func (p *prefixList) UnmarshalText(b []byte) error {
+	var out prefixList
+	for _, s := range strings.Split(string(b), ",") {
+		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		pfx, err := netip.ParsePrefix(p)
+		pfx, err := netip.ParsePrefix(s)
 		if err != nil {
-			return fmt.Errorf("serve: -allow: %w", err)
+			return err
 		}
-		o.allow = append(o.allow, pfx)
+		out = append(out, pfx)
 	}
-	return runServe(ctx, o, log)
+	*p = out
+	return nil
+}
+
+func (p prefixList) MarshalText() ([]byte, error) {
+	s := make([]string, len(p))
+	for i, pfx := range p {
+		s[i] = pfx.String()
+	}
+	return []byte(strings.Join(s, ",")), nil
 }
 
 func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
