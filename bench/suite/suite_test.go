@@ -36,7 +36,7 @@ BenchmarkVsKcat/tsv-2 1 200000 shim_recs/s 100000 kcat_records/s
 		t.Errorf("json lz4 row = %+v", got)
 	}
 	// A renamed metric: the row's error names the one it looked for.
-	got = rows[3].row(rep, nil)
+	got = rows[4].row(rep, nil)
 	if got.Err == nil || !strings.Contains(got.Err.Error(), `no "shim_records/s" metric`) || !strings.Contains(got.Err.Error(), "shim_recs/s") {
 		t.Errorf("tsv row = %+v", got)
 	}

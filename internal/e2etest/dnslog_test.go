@@ -30,7 +30,7 @@ type dnsRecord struct {
 // readDNSLog reads a JSON dns.log and the files Zeek rotated it to
 // (dns.<open time>.log beside it, zeek-package's hourly rotation), oldest
 // first; a log not written yet is empty. The tests run the shim with
-// -delete-rotated=false so that the rotated files stay.
+// -shim-delete-rotated=false so that the rotated files stay.
 func readDNSLog(t testing.TB, path string) []dnsRecord {
 	t.Helper()
 	rotated, err := filepath.Glob(filepath.Join(filepath.Dir(path), "dns.[0-9][0-9][0-9][0-9]-*.log"))

@@ -282,8 +282,8 @@ func startChain(t testing.TB, ifaces []string, streams int, zeekEnv ...string) *
 	shimMetrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	// The shim keeps the files Zeek rotates, for the checks on dns.log
 	// (readDNSLog).
-	c.shim = start(t, "pano-shim", nil, shimBin, "-logs", pattern, "-brokers", k.Bootstrap,
-		"-state-dir", t.TempDir(), "-metrics-addr", shimMetrics, "-delete-rotated=false")
+	c.shim = start(t, "pano-shim", nil, shimBin, "-shim-logs", pattern, "-kafka-brokers", k.Bootstrap,
+		"-shim-state-dir", t.TempDir(), "-shim-metrics-addr", shimMetrics, "-shim-delete-rotated=false")
 
 	rules, err := filepath.Glob(filepath.Join(root, "prometheus", "rules", "*.yml"))
 	if err != nil || len(rules) == 0 {

@@ -6,7 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,8 +40,11 @@ func runHealthCheck(t *testing.T, s types.ServiceConfig, from, to string) bool {
 	return err == nil
 }
 
+var hcPathRE = regexp.MustCompile(`GET (/\S*) HTTP`)
+
 // The bash health checks of the agent, the shim and flowlogs-pipeline
-// really tell a serving /metrics from a failing or absent one.
+// really tell a serving endpoint (/metrics, the shim's /healthz) from a
+// failing or absent one.
 func TestHealthChecksHTTP(t *testing.T) {
 	testenv.RequireProgram(t, "bash", "bash")
 	p := mustLoad(t, testenv.RepoRoot(t))
@@ -49,9 +55,13 @@ func TestHealthChecksHTTP(t *testing.T) {
 			t.Fatalf("%s: health check ports %v", name, ports)
 		}
 		from := "127.0.0.1/" + strconv.Itoa(ports[0])
+		m := hcPathRE.FindStringSubmatch(strings.Join(s.HealthCheck.Test, " "))
+		if m == nil {
+			t.Fatalf("%s: health check asks for no path: %q", name, s.HealthCheck.Test)
+		}
 		status := http.StatusOK
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != "/metrics" {
+			if r.URL.Path != m[1] {
 				http.NotFound(w, r)
 				return
 			}
@@ -71,6 +81,52 @@ func TestHealthChecksHTTP(t *testing.T) {
 		if runHealthCheck(t, s, from, to) {
 			t.Errorf("%s: health check passes with nothing listening", name)
 		}
+	}
+}
+
+// TestShimHealthCheckMeansProgress runs the shim's compose health check
+// against the real shim: healthy at start, unhealthy once it has waited
+// for an unreachable Kafka longer than SHIM_HEALTH_TIMEOUT.
+func TestShimHealthCheckMeansProgress(t *testing.T) {
+	testenv.RequireProgram(t, "bash", "bash")
+	s := mustLoad(t, testenv.RepoRoot(t)).Services["shim"]
+	ports, _ := hcPorts(s)
+	if len(ports) != 1 {
+		t.Fatalf("shim: health check ports %v", ports)
+	}
+	// A loopback port nothing listens on stands for a Kafka that is down.
+	down := testenv.FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	dir := t.TempDir()
+	cmd := exec.Command(buildCmd(t, "shim/cmd/pano-shim"))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "SHIM_LOGS=" + filepath.Join(dir, "dns.log"), "SHIM_STATE_DIR=" + filepath.Join(dir, "state"),
+		"KAFKA_BROKERS=127.0.0.1:" + strconv.Itoa(down), "SHIM_METRICS_ADDR=" + addr, "SHIM_HEALTH_TIMEOUT=2s"}
+	var out testenv.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("shim output:\n%s", out.String())
+		}
+	}()
+	from, to := "127.0.0.1/"+strconv.Itoa(ports[0]), strings.Replace(addr, ":", "/", 1)
+	deadline := time.Now().Add(time.Minute)
+	for !runHealthCheck(t, s, from, to) {
+		if time.Now().After(deadline) {
+			t.Fatal("the shim's health check never passed after its start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	started := time.Now()
+	for runHealthCheck(t, s, from, to) {
+		if time.Since(started) > time.Minute {
+			t.Fatal("the shim's health check still passes a minute after Kafka was found down (timeout 2s)")
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 

@@ -95,11 +95,11 @@ func helpDefault(help, env string) (string, bool) {
 			continue
 		}
 		for j := i; j < len(lines) && j <= i+2; j++ {
-			if m := defaultRE.FindStringSubmatch(lines[j]); m != nil {
-				return m[1] + m[2], true
-			}
 			if j > i && strings.HasPrefix(strings.TrimSpace(lines[j]), "-") {
 				break // the next setting
+			}
+			if m := defaultRE.FindStringSubmatch(lines[j]); m != nil {
+				return m[1] + m[2], true
 			}
 		}
 		return "", true // documented, no default shown: empty
@@ -110,8 +110,9 @@ func helpDefault(help, env string) (string, bool) {
 func TestHelpDefault(t *testing.T) {
 	help := "  -metrics-addr, METRICS_ADDR (default 127.0.0.1:9103)\n      where\n" +
 		"  -brokers string\n    \tKafka brokers (env KAFKA_BROKERS) (default \"127.0.0.1:9092\")\n" +
-		"  -topic-prefix string\n    \tprefix (env SHIM_TOPIC_PREFIX)\n  -x string\n    \t(default \"no\")\n"
-	for env, want := range map[string]string{"METRICS_ADDR": "127.0.0.1:9103", "KAFKA_BROKERS": "127.0.0.1:9092", "SHIM_TOPIC_PREFIX": ""} {
+		"  -topic-prefix string\n    \tprefix (env SHIM_TOPIC_PREFIX)\n  -x string\n    \t(default \"no\")\n" +
+		"  -interfaces, INTERFACES\n      which\n  -log-level, LOG_LEVEL (default info)\n"
+	for env, want := range map[string]string{"METRICS_ADDR": "127.0.0.1:9103", "KAFKA_BROKERS": "127.0.0.1:9092", "SHIM_TOPIC_PREFIX": "", "INTERFACES": ""} {
 		if got, ok := helpDefault(help, env); !ok || got != want {
 			t.Errorf("helpDefault(%s) = %q, %v; want %q", env, got, ok, want)
 		}

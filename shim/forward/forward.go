@@ -1,29 +1,27 @@
-// Package forward ties the pieces together: it follows each configured
-// Zeek log, converts its lines, produces them to Kafka and saves the
-// position once Kafka has acknowledged everything before it.
+// Package forward ties the shim together: it follows each configured Zeek
+// log, checks or converts its lines, produces them to Kafka and saves the
+// position once Kafka has settled everything before it.
 package forward
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pano-observability/pano/internal/lograte"
 	"github.com/pano-observability/pano/shim/follow"
+	"github.com/pano-observability/pano/shim/kafka"
 	"github.com/pano-observability/pano/shim/metrics"
 	"github.com/pano-observability/pano/shim/position"
-	"github.com/pano-observability/pano/shim/produce"
 )
 
 // Config is the whole shim configuration.
@@ -38,180 +36,171 @@ type Config struct {
 	// DeleteRotated deletes a rotated log file once the saved position
 	// is past it (every line in Kafka).
 	DeleteRotated bool
-	Kafka         produce.Config
+	// StopGrace bounds the flush to Kafka at stop; what is not
+	// acknowledged by then is sent again after the restart.
+	StopGrace time.Duration
+	// HealthTimeout: Healthy fails once records have waited this long
+	// without any acknowledgement.
+	HealthTimeout time.Duration
+	Kafka         kafka.Config
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer
 }
 
 // Forwarder runs the shim.
 type Forwarder struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *position.Store
-	metrics *metrics.Metrics
-	prod    atomic.Pointer[produce.Producer]
-	// Batches resent by the producers of ended sessions; under resentMu
-	// with the swap of prod at a session's end, so the counter never
-	// seems to go back.
-	resentMu sync.Mutex
-	resent   int64
-	limit    *lograte.Limiter
+	cfg        Config
+	log        *slog.Logger
+	store      *position.Store
+	metrics    *metrics.Metrics
+	clientOpts []kgo.Opt // connection settings: the read-back's consumer too
+	prodOpts   []kgo.Opt
+	limits     *kafka.BatchLimits
+	limit      *lograte.Limiter
+	progress   progress
+
+	mu     sync.Mutex
+	client *kgo.Client // while Run runs
 }
 
-// New checks cfg and registers the metrics.
+// New checks cfg, so that a setting that cannot work fails at start, and
+// registers the metrics.
 func New(cfg Config) (*Forwarder, error) {
 	if len(cfg.Logs) == 0 {
-		return nil, errors.New("no log to follow")
+		return nil, errors.New("SHIM_LOGS: no log to follow")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 200 * time.Millisecond
+		return nil, errors.New("SHIM_POLL_INTERVAL must be positive")
 	}
 	if cfg.CheckpointInterval <= 0 {
-		cfg.CheckpointInterval = time.Second
+		return nil, errors.New("SHIM_CHECKPOINT_INTERVAL must be positive")
+	}
+	if cfg.MaxLineBytes <= 0 {
+		return nil, errors.New("SHIM_MAX_LINE_BYTES must be positive")
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 10 * time.Second
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = time.Minute
 	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	if _, err := produce.SaramaConfig(cfg.Kafka); err != nil {
+	for _, p := range cfg.Logs {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("SHIM_LOGS: pattern %q: %w", p, err)
+		}
+	}
+	clientOpts, err := cfg.Kafka.ClientOpts(cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	limits := kafka.NewBatchLimits(cfg.Kafka.BatchBytes)
+	prodOpts, err := cfg.Kafka.ProducerOpts(limits)
+	if err != nil {
 		return nil, err
 	}
 	store, err := position.Open(cfg.StateDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("SHIM_STATE_DIR: %w", err)
 	}
-	f := &Forwarder{cfg: cfg, log: cfg.Logger, store: store, limit: lograte.New(10 * time.Second)}
+	f := &Forwarder{cfg: cfg, log: cfg.Logger, store: store, clientOpts: clientOpts, prodOpts: prodOpts, limits: limits,
+		limit: lograte.New(10 * time.Second)}
 	f.metrics = metrics.New(cfg.Registerer, func() float64 {
-		if p := f.prod.Load(); p != nil {
-			return float64(p.InFlight())
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.client == nil {
+			return 0
 		}
-		return 0
-	}, func() float64 {
-		f.resentMu.Lock()
-		defer f.resentMu.Unlock()
-		n := f.resent
-		if p := f.prod.Load(); p != nil {
-			n += p.Resent()
-		}
-		return float64(n)
-	})
+		return float64(f.client.BufferedProduceRecords())
+	}, f.progress.lastSettled)
 	return f, nil
 }
 
-// Run forwards until ctx is done, then flushes and saves positions. A
-// Kafka failure ends a session; the next one starts from the saved
-// positions after reading back what Kafka already has.
+// Healthy reports whether the shim makes progress: nothing waits for
+// Kafka, or Kafka answered within the health timeout.
+func (f *Forwarder) Healthy() error { return f.progress.healthy(time.Now(), f.cfg.HealthTimeout) }
+
+// Run forwards until ctx is done, then flushes what it sent, saves the
+// positions and returns. A broker that is away only delays the records:
+// the client retries until it is back, and reading pauses while the
+// records in flight are at their bound.
 func (f *Forwarder) Run(ctx context.Context) error {
-	backoff := 500 * time.Millisecond
-	for {
-		start := time.Now()
-		err := f.session(ctx)
-		if ctx.Err() != nil {
-			return err
-		}
-		if time.Since(start) > time.Minute {
-			backoff = 500 * time.Millisecond
-		}
-		f.log.Error("kafka session ended; starting a new one", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), f.clientOpts...), f.prodOpts...)...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
 	}
-}
+	f.mu.Lock()
+	f.client = cl
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.client = nil
+		f.mu.Unlock()
+		cl.Close()
+	}()
 
-func (f *Forwarder) session(ctx context.Context) (err error) {
-	sc, err := produce.SaramaConfig(f.cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	client, err := sarama.NewClient(f.cfg.Kafka.Brokers, sc)
-	if err != nil {
-		return fmt.Errorf("connect to kafka %v: %w", f.cfg.Kafka.Brokers, err)
-	}
-	defer client.Close()
-	prod, err := produce.NewProducer(client, f.cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	f.prod.Store(prod)
-	f.metrics.Sessions.Inc()
-	f.log.Info("kafka session started", "brokers", f.cfg.Kafka.Brokers)
+	// Records are produced under prodCtx, which outlives ctx by the stop
+	// grace: franz-go fails a buffered batch whose context ends.
+	prodCtx, stopProducing := context.WithCancel(context.Background())
+	defer stopProducing()
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var (
 		wg   sync.WaitGroup
 		logs = map[string]*logRun{}
-		errc = make(chan error, 1)
 	)
 	discover := func() {
 		for _, path := range f.expand() {
 			if _, ok := logs[path]; ok {
 				continue
 			}
-			lr, err := f.openLog(sctx, client, prod, path)
-			if err != nil {
-				select {
-				case errc <- err:
-				default:
-				}
-				return
-			}
+			lr := f.newLogRun(cl, path)
 			logs[path] = lr
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := lr.run(sctx); err != nil && sctx.Err() == nil {
-					select {
-					case errc <- err:
-					default:
-					}
-				}
+				lr.loop(readCtx, prodCtx)
 			}()
 		}
 	}
+	f.log.Info("forwarding", "brokers", f.cfg.Kafka.Brokers)
 	discover()
 	tick := time.NewTicker(max(5*f.cfg.PollInterval, time.Second))
 	defer tick.Stop()
-loop:
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			f.log.Info("stopping: flushing to kafka and saving positions")
-			break loop
-		case <-prod.Failed():
-			err = prod.Err()
-			break loop
-		case err = <-errc:
-			break loop
 		case <-tick.C:
 			discover()
 		}
 	}
-	cancel()
-	wg.Wait()
-	if cerr := prod.Close(); cerr != nil && err == nil && ctx.Err() == nil {
-		err = cerr
+	f.log.Info("stopping: flushing to kafka and saving positions", "grace", f.cfg.StopGrace)
+	stopReading()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	grace, cancel := context.WithTimeout(context.Background(), f.cfg.StopGrace)
+	defer cancel()
+	select {
+	case <-done:
+	case <-grace.Done():
 	}
-	// The next session's producer counts from zero: keep this one's.
-	f.resentMu.Lock()
-	f.resent += prod.Resent()
-	f.prod.Store(nil)
-	f.resentMu.Unlock()
-	if err != nil {
-		f.metrics.Errors.WithLabelValues("", "produce").Inc()
+	if err := cl.Flush(grace); err != nil {
+		f.log.Warn("not everything was acknowledged before the stop grace; it is sent again after the restart", "buffered", cl.BufferedProduceRecords(), "err", err)
 	}
+	stopProducing() // frees a reader blocked on a full buffer
+	<-done
 	for _, lr := range logs {
-		if serr := lr.save(); serr != nil {
-			f.log.Error("save position", "log", lr.path, "err", serr)
+		if err := lr.saveIfChanged(); err != nil {
+			f.log.Error("save position", "log", lr.path, "err", err)
 		}
 	}
-	return err
+	return nil
 }
 
 // expand returns the absolute paths the configured patterns name now.
@@ -220,10 +209,7 @@ func (f *Forwarder) expand() []string {
 	var out []string
 	for _, p := range f.cfg.Logs {
 		if strings.ContainsAny(p, "*?[") {
-			m, err := filepath.Glob(p)
-			if err != nil {
-				f.log.Error("bad log pattern", "pattern", p, "err", err)
-			}
+			m, _ := filepath.Glob(p) // patterns were checked by New
 			for _, x := range m {
 				// Rotated files are read as part of their live log.
 				if !strings.HasSuffix(x, ".gz") && !follow.IsRotatedName(filepath.Base(x)) {
@@ -248,11 +234,4 @@ func (f *Forwarder) expand() []string {
 func TopicFor(prefix, path string) string {
 	name, _, _ := strings.Cut(filepath.Base(path), ".")
 	return prefix + name
-}
-
-// sourceID names one file of one log in the origin header.
-func sourceID(path string, id follow.Identity) uint64 {
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%s\x00%d\x00%d", path, id.Dev, id.Ino)
-	return h.Sum64()
 }

@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pano-observability/pano/internal/testenv"
-	"github.com/pano-observability/pano/shim/produce"
+	"github.com/pano-observability/pano/shim/kafka"
 )
 
 // BenchmarkForwardJSON and BenchmarkForwardTSV run the forwarder
@@ -47,8 +46,9 @@ func benchForward(b *testing.B, tsv bool) {
 	w.Flush()
 	f.Close()
 	reg := prometheus.NewRegistry()
-	fw, err := New(Config{Logs: []string{log}, StateDir: b.TempDir(), Registerer: reg,
-		Kafka: produce.Config{Brokers: []string{k.Bootstrap}, Compression: "lz4", FlushLinger: 5 * time.Millisecond, MaxInFlight: 50000}})
+	fw, err := New(Config{Logs: []string{log}, StateDir: b.TempDir(), Registerer: reg, PollInterval: 200 * time.Millisecond,
+		CheckpointInterval: time.Second, MaxLineBytes: 1 << 20,
+		Kafka: kafka.Config{Brokers: []string{k.Bootstrap}, Compression: "lz4", Linger: 5 * time.Millisecond, BatchBytes: 512 << 10, MaxBuffered: 50000}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +63,6 @@ func benchForward(b *testing.B, tsv bool) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	cancel()
 	<-done
-	_ = sarama.OffsetNewest
 }
 
 func counterValue(c prometheus.Counter) float64 {

@@ -9,78 +9,83 @@ import (
 	"github.com/pano-observability/pano/shim/position"
 )
 
-// entry is one line between reading and Kafka's acknowledgement. It is
-// the record's Acker.
+// entry is one line between reading and Kafka's answer.
 type entry struct {
-	t      *tracker
 	file   follow.Identity
 	end    int64
-	header []string // non-nil: the TSV header in effect from this line on
+	// truncations of file before this line (kafka.SourceID)
+	truncations int
+	header      []string // non-nil: the TSV header in effect from this line on
 	sent   time.Time
 	done   bool
 
-	acked     bool // by Kafka (not a skipped line)
+	acked     bool // stored by Kafka (not skipped, not refused)
 	partition int32
 	offset    int64
 }
 
-// Acked implements produce.Acker.
-func (e *entry) Acked(partition int32, offset int64) { e.t.ack(e, partition, offset) }
-
 // tracker knows, for one log, the position before which every line is
-// acknowledged: lines are queued in file order and acknowledgements,
-// which come in any order across partitions, move the position over the
-// acknowledged prefix.
+// settled (in Kafka, skipped or refused for good): lines are queued in
+// file order and Kafka's answers, which come in any order across
+// partitions, move the position over the settled prefix.
 type tracker struct {
-	onAck func(e *entry)
-
 	mu    sync.Mutex
 	queue []*entry
 	head  int
-	state position.State // position and header of the acknowledged prefix
+	state position.State // position and header of the settled prefix
 	dirty bool
+	added uint64 // entries ever added: rebase checks none came meanwhile
 }
 
-func newTracker(st position.State, onAck func(*entry)) *tracker {
+func newTracker(st position.State) *tracker {
 	st.Partitions = maps.Clone(st.Partitions)
 	if st.Partitions == nil {
 		st.Partitions = map[int32]int64{}
 	}
-	return &tracker{state: st, onAck: onAck}
+	return &tracker{state: st}
 }
 
-// add queues a line sent to Kafka.
-func (t *tracker) add(e *entry) {
-	e.t = t
+// add queues a line handed to Kafka and returns the number of partitions
+// to spread it over (the state's, which rebase changes only while nothing
+// is pending, so that a saved position always names the count its later
+// lines were routed with).
+func (t *tracker) add(e *entry) int32 {
 	t.mu.Lock()
 	t.queue = append(t.queue, e)
+	t.added++
+	n := int32(t.state.PartitionCount)
 	t.mu.Unlock()
+	return n
 }
 
-// skip records a line that needs no acknowledgement (header, malformed,
-// already in Kafka).
-func (t *tracker) skip(file follow.Identity, end int64, header []string) {
+// skip records a line that needs no answer (header, malformed, already in
+// Kafka).
+func (t *tracker) skip(file follow.Identity, end int64, truncations int, header []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	e := &entry{file: file, end: end, truncations: truncations, header: header, done: true}
 	if t.head == len(t.queue) {
-		t.commit(file, end, header)
+		t.commit(e)
 		return
 	}
-	t.queue = append(t.queue, &entry{t: t, file: file, end: end, header: header, done: true})
+	t.queue = append(t.queue, e)
 }
 
-func (t *tracker) ack(e *entry, partition int32, offset int64) {
+// settle records Kafka's answer for e: stored at partition/offset when
+// acked, refused for good otherwise.
+func (t *tracker) settle(e *entry, acked bool, partition int32, offset int64) {
 	t.mu.Lock()
-	e.done, e.partition, e.offset, e.acked = true, partition, offset, true
+	defer t.mu.Unlock()
+	e.done, e.acked, e.partition, e.offset = true, acked, partition, offset
 	for t.head < len(t.queue) && t.queue[t.head].done {
 		q := t.queue[t.head]
 		t.queue[t.head] = nil
 		t.head++
-		t.commit(q.file, q.end, q.header)
+		t.commit(q)
 		if q.acked && q.offset+1 > t.state.Partitions[q.partition] {
 			// Every line after the saved position lands after this
-			// offset in this partition (one producer per partition
-			// keeps the order of Send): reading back after a crash can
+			// offset in this partition (the idempotent producer keeps
+			// the order of Produce): a read-back after a crash can
 			// start here.
 			t.state.Partitions[q.partition] = q.offset + 1
 		}
@@ -92,18 +97,46 @@ func (t *tracker) ack(e *entry, partition int32, offset int64) {
 		clear(t.queue[n:])
 		t.queue, t.head = t.queue[:n], 0
 	}
-	t.mu.Unlock()
-	if t.onAck != nil {
-		t.onAck(e)
-	}
 }
 
-func (t *tracker) commit(file follow.Identity, end int64, header []string) {
-	t.state.File, t.state.Offset = file, end
-	if header != nil {
-		t.state.Header = header
+func (t *tracker) commit(e *entry) {
+	t.state.File, t.state.Offset, t.state.Truncations = e.file, e.end, e.truncations
+	if e.header != nil {
+		t.state.Header = e.header
 	}
 	t.dirty = true
+}
+
+// quiet returns how many entries were ever added, and whether none is
+// waiting for Kafka now.
+func (t *tracker) quiet() (added uint64, idle bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.added, t.head == len(t.queue)
+}
+
+// rebase moves the read-back start of every partition up to ends, the
+// topic's end offsets fetched after quiet returned added: if no line was
+// added since and none is waiting, no line after the saved position can
+// be before ends. The partition count follows the topic's. It reports
+// whether it applied.
+func (t *tracker) rebase(ends map[int32]int64, added uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.added != added || t.head != len(t.queue) || len(ends) == 0 {
+		return false
+	}
+	for p, off := range ends {
+		if off > t.state.Partitions[p] {
+			t.state.Partitions[p] = off
+			t.dirty = true
+		}
+	}
+	if n := len(ends); n > t.state.PartitionCount {
+		t.state.PartitionCount = n
+		t.dirty = true
+	}
+	return true
 }
 
 // snapshot returns the state to save and whether it changed since the
@@ -119,18 +152,18 @@ func (t *tracker) snapshot() (position.State, bool) {
 	return st, d
 }
 
-// pending is the number of lines waiting for acknowledgement.
+// pending is the number of lines waiting for Kafka's answer.
 func (t *tracker) pending() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.queue) - t.head
 }
 
-// peek returns the acknowledged state without clearing dirty.
-func (t *tracker) peek() (position.State, bool) {
+// peek returns the settled state without clearing dirty.
+func (t *tracker) peek() position.State {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.state, t.dirty
+	return t.state
 }
 
 // markDirty asks for the next snapshot to be saved again.

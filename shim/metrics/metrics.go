@@ -14,17 +14,16 @@ type Metrics struct {
 	Errors          *prometheus.CounterVec // by log, kind
 	DuplicatesSkip  *prometheus.CounterVec // by log
 	RotatedDeleted  *prometheus.CounterVec // by log
+	Refused         *prometheus.CounterVec // by log, topic, reason
 	ProduceLatency  prometheus.Histogram
-	Sessions        prometheus.Counter
-	BatchesResent   prometheus.CounterFunc
 	InFlight        prometheus.GaugeFunc
+	LastProgress    prometheus.GaugeFunc
 	Behind          *Behind
 }
 
 // New registers the metrics on reg. inFlight reports the records waiting
-// for Kafka's acknowledgement, resent the batches sent again so far (over
-// all sessions).
-func New(reg prometheus.Registerer, inFlight, resent func() float64) *Metrics {
+// for Kafka's answer, lastProgress the unix time of the last answer.
+func New(reg prometheus.Registerer, inFlight, lastProgress func() float64) *Metrics {
 	m := &Metrics{
 		LinesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pano_shim_lines_read_total", Help: "Lines read from Zeek logs (records, header lines, malformed lines).",
@@ -33,7 +32,7 @@ func New(reg prometheus.Registerer, inFlight, resent func() float64) *Metrics {
 			Name: "pano_shim_records_produced_total", Help: "Records acknowledged by Kafka.",
 		}, []string{"log", "topic"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pano_shim_errors_total", Help: "Malformed lines skipped and delivery failures, by kind.",
+			Name: "pano_shim_errors_total", Help: "Malformed lines skipped, and waits for an unreachable Kafka (kafka_unavailable), by kind.",
 		}, []string{"log", "kind"}),
 		DuplicatesSkip: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pano_shim_duplicates_skipped_total", Help: "Lines not sent again because Kafka already had them (after a crash).",
@@ -45,18 +44,18 @@ func New(reg prometheus.Registerer, inFlight, resent func() float64) *Metrics {
 			Name: "pano_shim_produce_latency_seconds", Help: "Time from handing a record to the producer to Kafka's acknowledgement (one record in 8 is timed).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
-		Sessions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pano_shim_kafka_sessions_total", Help: "Kafka producer sessions started (a new one after each delivery failure).",
-		}),
-		BatchesResent: prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "pano_shim_batches_resent_total", Help: "Batches sent again, with their sequence numbers, after a failed produce request.",
-		}, resent),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pano_shim_records_refused_total", Help: "Records Kafka refused for good (too large, invalid, not authorized), skipped; the log says which setting to fix.",
+		}, []string{"log", "topic", "reason"}),
 		InFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "pano_shim_in_flight_records", Help: "Records sent and not yet acknowledged.",
+			Name: "pano_shim_in_flight_records", Help: "Records handed to the Kafka client and not yet answered.",
 		}, inFlight),
+		LastProgress: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pano_shim_last_progress_timestamp_seconds", Help: "Unix time of Kafka's last answer (or of the start of a wait for one): /healthz fails when it is older than SHIM_HEALTH_TIMEOUT while records wait.",
+		}, lastProgress),
 		Behind: &Behind{logs: map[string]func() float64{}},
 	}
-	reg.MustRegister(m.LinesRead, m.RecordsProduced, m.Errors, m.DuplicatesSkip, m.RotatedDeleted, m.ProduceLatency, m.Sessions, m.BatchesResent, m.InFlight, m.Behind)
+	reg.MustRegister(m.LinesRead, m.RecordsProduced, m.Errors, m.DuplicatesSkip, m.RotatedDeleted, m.Refused, m.ProduceLatency, m.InFlight, m.LastProgress, m.Behind)
 	return m
 }
 

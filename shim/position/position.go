@@ -31,6 +31,13 @@ type State struct {
 	// no record after Offset can be. After a crash, reading the topic from
 	// there finds the records sent but not yet saved here.
 	Partitions map[int32]int64 `json:"partitions"`
+	// PartitionCount is the number of partitions the lines after Offset
+	// are spread over (0 in states saved before it was kept: the topic's
+	// count is taken).
+	PartitionCount int `json:"partition_count,omitempty"`
+	// Truncations counts how often File was truncated and read again
+	// from its start: it is part of the lines' origin (kafka.SourceID).
+	Truncations int `json:"truncations,omitempty"`
 }
 
 // Store is a directory of state files.

@@ -3,8 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"fmt"
+		"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -18,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pano-observability/pano/internal/testenv"
 )
@@ -68,14 +67,22 @@ func startShim(t testing.TB, logs, brokers, stateDir string, extra ...string) *s
 // the command line.
 func startShimEnv(t testing.TB, env []string, logs, brokers, stateDir string, extra ...string) *shimProc {
 	t.Helper()
+	return startShimCmd(t, nil, env, logs, brokers, stateDir, extra...)
+}
+
+// startShimCmd is startShimEnv run by a wrapper command (prefix, for
+// example taskset), if any.
+func startShimCmd(t testing.TB, prefix, env []string, logs, brokers, stateDir string, extra ...string) *shimProc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "shim.log")
 	lf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"-logs", logs, "-brokers", brokers, "-state-dir", stateDir, "-metrics-addr", "127.0.0.1:0",
-		"-poll-interval", "50ms", "-log-level", "debug"}, extra...)
-	cmd := exec.Command(shimBinary(t), args...)
+	args := append([]string{"-shim-logs", logs, "-kafka-brokers", brokers, "-shim-state-dir", stateDir, "-shim-metrics-addr", "127.0.0.1:0",
+		"-shim-poll-interval", "50ms", "-log-level", "debug"}, extra...)
+	argv := append(append(append([]string(nil), prefix...), shimBinary(t)), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
@@ -154,24 +161,26 @@ func (p *shimProc) metric(t testing.TB, name string) float64 {
 	return sum
 }
 
+// healthz returns the status and body of the shim's /healthz.
+func (p *shimProc) healthz(t testing.TB) (int, string) {
+	t.Helper()
+	if p.metric(t, "pano_shim_in_flight_records") < 0 {
+		t.Fatalf("no metrics endpoint")
+	}
+	resp, err := http.Get(strings.TrimSuffix(p.metrics, "/metrics") + "/healthz")
+	if err != nil {
+		t.Fatalf("healthz: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // topicEnd returns the number of records in topic (sum of end offsets).
 func topicEnd(t testing.TB, brokers, topic string) int64 {
 	t.Helper()
-	c, err := sarama.NewClient([]string{brokers}, testenv.KafkaSaramaConfig())
-	if err != nil {
-		t.Fatalf("kafka client: %v", err)
-	}
-	defer c.Close()
-	parts, err := c.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions: %v", err)
-	}
 	var n int64
-	for _, p := range parts {
-		off, err := c.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatalf("offset: %v", err)
-		}
+	for _, off := range testenv.EndOffsets(t, brokers, topic) {
 		n += off
 	}
 	return n
@@ -194,55 +203,9 @@ func waitRecords(t testing.TB, brokers, topic string, n int64, timeout time.Dura
 }
 
 // consumeAll reads every record of topic.
-func consumeAll(t testing.TB, brokers, topic string) []*sarama.ConsumerMessage {
+func consumeAll(t testing.TB, brokers, topic string) []*kgo.Record {
 	t.Helper()
-	cfg := testenv.KafkaSaramaConfig()
-	c, err := sarama.NewClient([]string{brokers}, cfg)
-	if err != nil {
-		t.Fatalf("kafka client: %v", err)
-	}
-	defer c.Close()
-	cons, err := sarama.NewConsumerFromClient(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	parts, err := c.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		end, err := c.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if end == 0 {
-			continue
-		}
-		pc, err := cons.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	read:
-		for {
-			select {
-			case m := <-pc.Messages():
-				out = append(out, m)
-				if m.Offset >= end-1 {
-					break read
-				}
-			case e := <-pc.Errors():
-				t.Fatalf("consume %s/%d: %v", topic, p, e)
-			case <-ctx.Done():
-				t.Fatalf("consume %s/%d: timeout before offset %d", topic, p, end)
-			}
-		}
-		cancel()
-		pc.Close()
-	}
-	return out
+	return testenv.ReadTopic(t, brokers, topic)
 }
 
 // appendFile appends data to path (creating it) and closes it, as a

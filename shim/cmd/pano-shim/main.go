@@ -1,5 +1,5 @@
 // Command pano-shim follows Zeek logs and produces every record to Kafka,
-// once, as a flat JSON object keyed by the record's uid.
+// once, keyed by the record's uid.
 package main
 
 import (
@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,149 +21,101 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	gometrics "github.com/rcrowley/go-metrics"
 
+	"github.com/pano-observability/pano/internal/envflag"
 	"github.com/pano-observability/pano/shim/forward"
-	"github.com/pano-observability/pano/shim/produce"
 )
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "pano-shim:", err)
-		os.Exit(1)
+		os.Exit(2)
 	}
 }
 
-// env lets every flag default to an environment variable.
-type env struct{ fs *flag.FlagSet }
-
-func (e env) str(p *string, name, envName, def, usage string) {
-	if v, ok := os.LookupEnv(envName); ok {
-		def = v
-	}
-	e.fs.StringVar(p, name, def, usage+" ($"+envName+")")
-}
-
-func (e env) int(p *int, name, envName string, def int, usage string) {
-	if v, ok := os.LookupEnv(envName); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			def = n
-		}
-	}
-	e.fs.IntVar(p, name, def, usage+" ($"+envName+")")
-}
-
-func (e env) dur(p *time.Duration, name, envName string, def time.Duration, usage string) {
-	if v, ok := os.LookupEnv(envName); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			def = d
-		}
-	}
-	e.fs.DurationVar(p, name, def, usage+" ($"+envName+")")
-}
-
-func (e env) boolean(p *bool, name, envName string, def bool, usage string) {
-	if v, ok := os.LookupEnv(envName); ok {
-		if b, err := strconv.ParseBool(v); err == nil {
-			def = b
-		}
-	}
-	e.fs.BoolVar(p, name, def, usage+" ($"+envName+")")
-}
+const intro = `pano-shim follows Zeek logs and produces each record to Kafka, keyed by uid:
+a JSON line as Zeek wrote it, a TSV line as Zeek's JSON writer would have
+written it. It saves its position only past lines Kafka acknowledged (or
+refused for good, counted in pano_shim_records_refused_total), and never
+drops a record because Kafka is away: it waits. It reads rotated files
+(dns.YYYY-MM-DD-HH-MM-SS.log) to their end, oldest first, and deletes each
+once all of it is in Kafka. /healthz on the metrics address fails while
+records wait for Kafka longer than SHIM_HEALTH_TIMEOUT.
+`
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("pano-shim", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `pano-shim follows Zeek logs and produces each record to Kafka, keyed by uid:
-a JSON line as Zeek wrote it, a TSV line as Zeek's JSON writer would have
-written it. It saves its position only after Kafka acknowledged everything
-before it, and never drops a record: when Kafka is away it waits. It reads
-rotated files (dns.YYYY-MM-DD-HH-MM-SS.log) to their end, oldest first,
-and deletes each once all of it is in Kafka.
-
-Every flag can also be set by the environment variable named in its help.
-
-`)
-		fs.PrintDefaults()
-	}
+	fs.Usage = envflag.Usage(fs, "", intro)
 	var (
-		logs, brokers, prefix, topic, stateDir, metricsAddr, logLevel, cpuProfile string
-		kc                                                                        produce.Config
-		poll, checkpoint                                                          time.Duration
-		maxLine                                                                   int
-		deleteRotated                                                             bool
+		cfg                                        forward.Config
+		logs, brokers, metricsAddr, logLevel, prof string
 	)
-	e := env{fs}
-	e.str(&logs, "logs", "SHIM_LOGS", "/zeek/logs/dns.log", "comma-separated Zeek log paths or glob patterns")
-	e.str(&brokers, "brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
-	e.str(&prefix, "topic-prefix", "SHIM_TOPIC_PREFIX", "", "topic = prefix + log name (dns for dns.log)")
-	e.str(&topic, "topic", "SHIM_TOPIC", "", "send every log to this topic instead")
-	e.str(&stateDir, "state-dir", "SHIM_STATE_DIR", "/var/lib/pano-shim", "directory of the saved positions")
-	e.str(&metricsAddr, "metrics-addr", "SHIM_METRICS_ADDR", "127.0.0.1:9104", "Prometheus /metrics listen address (empty: off)")
-	e.str(&logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	e.dur(&poll, "poll-interval", "SHIM_POLL_INTERVAL", 200*time.Millisecond, "how often to look for new data, rotation and truncation")
-	e.dur(&checkpoint, "checkpoint-interval", "SHIM_CHECKPOINT_INTERVAL", time.Second, "how often to save positions")
-	e.boolean(&deleteRotated, "delete-rotated", "SHIM_DELETE_ROTATED", true, "delete a rotated log (dns.YYYY-MM-DD-HH-MM-SS.log) once all its lines are in Kafka and the position is saved past it")
-	e.int(&maxLine, "max-line-bytes", "SHIM_MAX_LINE_BYTES", 1<<20, "longer lines are skipped and counted")
-	e.str(&kc.ClientID, "client-id", "KAFKA_CLIENT_ID", "pano-shim", "Kafka client id")
-	e.str(&kc.Version, "kafka-version", "KAFKA_VERSION", "3.6.0", "Kafka protocol version to speak (brokers 4.x need 3.x or later)")
-	e.str(&kc.Compression, "compression", "KAFKA_COMPRESSION", "lz4", "none, gzip, snappy, lz4 or zstd")
-	e.int(&kc.FlushBytes, "batch-bytes", "KAFKA_BATCH_BYTES", 512<<10, "send a batch once it holds this many bytes (at most the topic's max.message.bytes)")
-	e.dur(&kc.FlushLinger, "linger", "KAFKA_LINGER", 5*time.Millisecond, "longest wait to fill a batch")
-	e.int(&kc.RetryMax, "retry-max", "KAFKA_RETRY_MAX", 10, "retries of a batch before the session restarts (nothing is dropped either way)")
-	e.dur(&kc.RetryBackoff, "retry-backoff", "KAFKA_RETRY_BACKOFF", 250*time.Millisecond, "first retry delay, doubling up to 10x")
-	e.int(&kc.MaxInFlight, "max-in-flight", "SHIM_MAX_IN_FLIGHT", 50000, "records sent and not yet acknowledged; reading pauses beyond")
-	e.boolean(&kc.TLS.Enable, "tls", "KAFKA_TLS", false, "use TLS to the brokers")
-	e.str(&kc.TLS.CAFile, "tls-ca", "KAFKA_TLS_CA", "", "PEM CA bundle (default: system roots)")
-	e.str(&kc.TLS.CertFile, "tls-cert", "KAFKA_TLS_CERT", "", "PEM client certificate")
-	e.str(&kc.TLS.KeyFile, "tls-key", "KAFKA_TLS_KEY", "", "PEM client key")
-	e.str(&kc.TLS.ServerName, "tls-server-name", "KAFKA_TLS_SERVER_NAME", "", "server name to verify")
-	e.boolean(&kc.TLS.InsecureSkipVerify, "tls-insecure-skip-verify", "KAFKA_TLS_INSECURE_SKIP_VERIFY", false, "do not verify the broker certificate")
-	e.str(&kc.SASL.Mechanism, "sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
-	e.str(&kc.SASL.User, "sasl-user", "KAFKA_SASL_USER", "", "SASL user")
-	e.str(&kc.SASL.Password, "sasl-password", "KAFKA_SASL_PASSWORD", "", "SASL password (prefer the environment variable)")
-	e.str(&cpuProfile, "cpuprofile", "SHIM_CPUPROFILE", "", "write a Go CPU profile to this file until exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	k := &cfg.Kafka
+	fs.StringVar(&logs, "shim-logs", "/zeek/logs/dns.log", "comma-separated Zeek log paths or glob patterns")
+	fs.StringVar(&cfg.TopicPrefix, "shim-topic-prefix", "", "topic = prefix + log name (dns for dns.log)")
+	fs.StringVar(&cfg.Topic, "shim-topic", "", "send every log to this topic instead")
+	fs.StringVar(&cfg.StateDir, "shim-state-dir", "/var/lib/pano-shim", "directory of the saved positions")
+	fs.StringVar(&metricsAddr, "shim-metrics-addr", "127.0.0.1:9104", "listen address of /metrics and /healthz (empty: off)")
+	fs.DurationVar(&cfg.PollInterval, "shim-poll-interval", 200*time.Millisecond, "how often to look for new data, rotation and truncation")
+	fs.DurationVar(&cfg.CheckpointInterval, "shim-checkpoint-interval", time.Second, "how often to save positions")
+	fs.DurationVar(&cfg.HealthTimeout, "shim-health-timeout", time.Minute, "/healthz fails once records have waited this long with no answer from Kafka")
+	fs.DurationVar(&cfg.StopGrace, "shim-stop-grace", 10*time.Second, "at stop, how long to wait for Kafka to acknowledge what was sent (the rest is sent again after the restart)")
+	fs.BoolVar(&cfg.DeleteRotated, "shim-delete-rotated", true, "delete a rotated log (dns.YYYY-MM-DD-HH-MM-SS.log) once all its lines are in Kafka and the position is saved past it")
+	fs.IntVar(&cfg.MaxLineBytes, "shim-max-line-bytes", 1<<20, "longer lines are skipped and counted")
+	fs.IntVar(&k.MaxBuffered, "shim-max-in-flight", 50000, "records handed to Kafka and not yet acknowledged; reading pauses beyond")
+	fs.StringVar(&prof, "shim-cpuprofile", "", "write a Go CPU profile to this file until exit")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&brokers, "kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
+	fs.StringVar(&k.ClientID, "kafka-client-id", "pano-shim", "Kafka client id")
+	fs.StringVar(&k.Compression, "kafka-compression", "lz4", "none, gzip, snappy, lz4 or zstd")
+	fs.IntVar(&k.BatchBytes, "kafka-batch-bytes", 512<<10, "largest record batch (before compression); capped by each topic's max.message.bytes")
+	fs.DurationVar(&k.Linger, "kafka-linger", 5*time.Millisecond, "longest wait to fill a batch")
+	fs.DurationVar(&k.RetryBackoff, "kafka-retry-backoff", 250*time.Millisecond, "first retry delay, doubling up to 10x; records are retried until acknowledged")
+	fs.BoolVar(&k.TLS.Enable, "kafka-tls", false, "use TLS to the brokers")
+	fs.StringVar(&k.TLS.CAFile, "kafka-tls-ca", "", "PEM CA bundle (default: system roots)")
+	fs.StringVar(&k.TLS.CertFile, "kafka-tls-cert", "", "PEM client certificate")
+	fs.StringVar(&k.TLS.KeyFile, "kafka-tls-key", "", "PEM client key")
+	fs.StringVar(&k.TLS.ServerName, "kafka-tls-server-name", "", "server name to verify")
+	fs.BoolVar(&k.TLS.InsecureSkipVerify, "kafka-tls-insecure-skip-verify", false, "do not verify the broker certificate")
+	fs.StringVar(&k.SASL.Mechanism, "kafka-sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
+	fs.StringVar(&k.SASL.User, "kafka-sasl-user", "", "SASL user")
+	fs.StringVar(&k.SASL.Password, "kafka-sasl-password", "", "SASL password (prefer the environment variable)")
+	if err := envflag.Parse(fs, args, ""); err != nil {
 		return err
 	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("log level: %w", err)
+		return fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", logLevel)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	// sarama's own go-metrics registry costs CPU per message and is not
-	// exported anywhere: turn it off.
-	gometrics.UseNilMetrics = true
 	if _, ok := os.LookupEnv("GOGC"); !ok {
-		// Memory is bounded by -max-in-flight; trade some of it for
+		// Memory is bounded by SHIM_MAX_IN_FLIGHT; trade some of it for
 		// less garbage collection per record.
 		debug.SetGCPercent(200)
 	}
-
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	kc.Brokers = splitList(brokers)
+	cfg.Logs = splitList(logs)
+	k.Brokers = splitList(brokers)
+	cfg.Logger = logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	fwd, err := forward.New(forward.Config{
-		Logs: splitList(logs), Topic: topic, TopicPrefix: prefix, StateDir: stateDir,
-		PollInterval: poll, CheckpointInterval: checkpoint, MaxLineBytes: maxLine, DeleteRotated: deleteRotated,
-		Kafka: kc, Logger: logger, Registerer: reg,
-	})
+	cfg.Registerer = reg
+	fwd, err := forward.New(cfg)
 	if err != nil {
 		return err
+	}
+	if prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return fmt.Errorf("SHIM_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("SHIM_CPUPROFILE: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -172,17 +123,32 @@ Every flag can also be set by the environment variable named in its help.
 	if metricsAddr != "" {
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
+			return fmt.Errorf("SHIM_METRICS_ADDR: %w", err)
 		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: handler(reg, fwd), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
 		defer srv.Shutdown(context.Background())
 		logger.Info("metrics listening", "addr", ln.Addr().String())
 	}
-	logger.Info("starting", "logs", logs, "brokers", kc.Brokers, "state_dir", stateDir)
+	logger.Info("starting", "logs", cfg.Logs, "brokers", k.Brokers, "state_dir", cfg.StateDir)
 	err = fwd.Run(ctx)
 	logger.Info("stopped")
 	return err
+}
+
+// handler serves /metrics and /healthz, which answers 503 with the reason
+// while records wait for Kafka too long.
+func handler(reg *prometheus.Registry, fwd *forward.Forwarder) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := fwd.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
 }
 
 func splitList(s string) []string {

@@ -21,14 +21,14 @@ type secureCase struct {
 // mechanism. The broker is checked against the CA; on MTLS the name
 // checked is the certificate's DNS name instead of the address.
 func secureCases(k *testenv.SecureKafka) []secureCase {
-	verify := []string{"-tls", "-tls-ca", k.CAFile}
+	verify := []string{"-kafka-tls", "-kafka-tls-ca", k.CAFile}
 	cases := []secureCase{
 		{name: "TLS", addr: k.SSL, flags: verify},
-		{name: "mTLS", addr: k.MTLS, flags: append([]string{"-tls-cert", k.ClientCertFile, "-tls-key", k.ClientKeyFile,
-			"-tls-server-name", testenv.KafkaServerName}, verify...)},
+		{name: "mTLS", addr: k.MTLS, flags: append([]string{"-kafka-tls-cert", k.ClientCertFile, "-kafka-tls-key", k.ClientKeyFile,
+			"-kafka-tls-server-name", testenv.KafkaServerName}, verify...)},
 	}
 	for _, m := range testenv.KafkaSASLMechanisms {
-		sasl := []string{"-sasl-mechanism", m, "-sasl-user", k.User}
+		sasl := []string{"-kafka-sasl-mechanism", m, "-kafka-sasl-user", k.User}
 		cases = append(cases,
 			secureCase{name: "SASL_PLAINTEXT/" + m, addr: k.SASLPlaintext, flags: sasl, password: k.Password},
 			secureCase{name: "SASL_SSL/" + m, addr: k.SASLSSL, flags: append(sasl, verify...), password: k.Password})
@@ -55,7 +55,7 @@ func startSecureShim(t *testing.T, c secureCase, n int) *shimProc {
 	if c.password != "" {
 		env = []string{"KAFKA_SASL_PASSWORD=" + c.password}
 	}
-	flags := append([]string{"-topic-prefix", topicPrefix(t.Name())}, c.flags...)
+	flags := append([]string{"-shim-topic-prefix", topicPrefix(t.Name())}, c.flags...)
 	return startShimEnv(t, env, log, c.addr, t.TempDir(), flags...)
 }
 
@@ -88,14 +88,14 @@ func TestSecureKafka(t *testing.T) {
 
 	t.Run("refused", func(t *testing.T) {
 		for _, m := range testenv.KafkaSASLMechanisms {
-			c := secureCase{name: "wrong password/" + m, addr: k.SASLPlaintext, flags: []string{"-sasl-mechanism", m, "-sasl-user", k.User},
+			c := secureCase{name: "wrong password/" + m, addr: k.SASLPlaintext, flags: []string{"-kafka-sasl-mechanism", m, "-kafka-sasl-user", k.User},
 				password: "not-" + k.Password}
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
 				refused(t, k, c, "SASL Authentication failed")
 			})
 		}
-		c := secureCase{name: "unknown CA", addr: k.SSL, flags: []string{"-tls"}}
+		c := secureCase{name: "unknown CA", addr: k.SSL, flags: []string{"-kafka-tls"}}
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			refused(t, k, c, "certificate signed by unknown authority")

@@ -50,7 +50,7 @@ func TestFixturesToKafka(t *testing.T) {
 	}
 
 	state := t.TempDir()
-	p := startShim(t, filepath.Join(dir, "*", "dns.log"), k.Bootstrap, state, "-topic-prefix", "fx-")
+	p := startShim(t, filepath.Join(dir, "*", "dns.log"), k.Bootstrap, state, "-shim-topic-prefix", "fx-")
 	waitRecords(t, k.Bootstrap, "fx-dns", int64(len(want)), 3*time.Minute)
 	p.stop(t)
 
@@ -205,7 +205,7 @@ func TestKillRestart(t *testing.T) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(1, 2))
-	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "kr-")
+	p := startShim(t, log, k.Bootstrap, state, "-shim-topic-prefix", "kr-")
 	kills := 0
 	for {
 		time.Sleep(time.Duration(700+rng.IntN(1500)) * time.Millisecond)
@@ -220,7 +220,7 @@ func TestKillRestart(t *testing.T) {
 				}
 			}
 			t.Logf("killed shim (SIGKILL) with %d records in kafka", topicEnd(t, k.Bootstrap, "kr-dns"))
-			p = startShim(t, log, k.Bootstrap, state, "-topic-prefix", "kr-")
+			p = startShim(t, log, k.Bootstrap, state, "-shim-topic-prefix", "kr-")
 			continue
 		}
 		break
@@ -255,8 +255,12 @@ func TestBrokerOutage(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "bo-", "-max-in-flight", "5000")
+	p := startShim(t, log, k.Bootstrap, state, "-shim-topic-prefix", "bo-", "-shim-max-in-flight", "5000", "-shim-health-timeout", "5s")
 	writeN(0, n/4)
+	waitRecords(t, k.Bootstrap, "bo-dns", n/4, time.Minute)
+	if code, body := p.healthz(t); code != 200 {
+		t.Fatalf("healthz %d before the outage: %s", code, body)
+	}
 	k.Stop(t)
 	stopped := time.Now()
 	writeN(n/4, n/2) // written while the broker is away
@@ -267,13 +271,22 @@ func TestBrokerOutage(t *testing.T) {
 		maxInFlight = max(maxInFlight, p.metric(t, "pano_shim_in_flight_records"))
 		time.Sleep(250 * time.Millisecond)
 	}
-	if maxInFlight > 5000 {
+	// The cap bounds the records buffered; the one Produce waits with
+	// is counted too.
+	if maxInFlight > 5000+1 {
 		t.Fatalf("%v records in flight during the outage, cap 5000", maxInFlight)
 	}
 	if behind := p.metric(t, "pano_shim_bytes_behind"); behind <= 0 {
 		t.Fatalf("bytes_behind %v during the outage", behind)
 	}
 	t.Logf("during the outage: at most %v records in flight (cap 5000)", maxInFlight)
+	// Health means progress: records have waited more than the 5 s
+	// health timeout.
+	code, body := p.healthz(t)
+	if code != 503 || !strings.Contains(body, "SHIM_HEALTH_TIMEOUT") {
+		t.Fatalf("healthz during the outage: %d %s, want 503 naming SHIM_HEALTH_TIMEOUT", code, body)
+	}
+	t.Logf("healthz during the outage: %d %s", code, strings.TrimSpace(body))
 	time.Sleep(20*time.Second - time.Since(stopped))
 	k.Start(t)
 	writeN(n/2, n)
@@ -283,8 +296,8 @@ func TestBrokerOutage(t *testing.T) {
 		t.Fatalf("shim exited during the outage")
 	default:
 	}
-	if s := p.metric(t, "pano_shim_kafka_sessions_total"); s >= 0 {
-		t.Logf("kafka sessions: %v, batches resent: %v", s, p.metric(t, "pano_shim_batches_resent_total"))
+	if code, body := p.healthz(t); code != 200 {
+		t.Fatalf("healthz %d after the outage: %s", code, body)
 	}
 	p.stop(t)
 	exactlyOnce(t, k.Bootstrap, "bo-dns", n)
@@ -298,7 +311,7 @@ func TestRotationTruncation(t *testing.T) {
 	k.CreateTopic(t, "rt-dns", 2)
 	dir, state := t.TempDir(), t.TempDir()
 	log := filepath.Join(dir, "dns.log")
-	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "rt-")
+	p := startShim(t, log, k.Bootstrap, state, "-shim-topic-prefix", "rt-")
 	next := 0
 	write := func(count int) {
 		for end := next + count; next < end; {
@@ -344,11 +357,12 @@ func TestRotationTruncation(t *testing.T) {
 	// SIGTERM while lines are still in flight: they are flushed and the
 	// position saved.
 	p.stop(t)
-	p = startShim(t, log, k.Bootstrap, state, "-topic-prefix", "rt-")
+	p = startShim(t, log, k.Bootstrap, state, "-shim-topic-prefix", "rt-")
 	write(2000)
 	waitRecords(t, k.Bootstrap, "rt-dns", int64(next), 2*time.Minute)
-	// SIGTERM saved the final position: the new run had nothing to skip.
-	if l := p.logLines("records_already_in_kafka="); len(l) != 1 || !strings.Contains(l[0], "records_already_in_kafka=0 ") {
+	// SIGTERM saved the final position: the new run had nothing to
+	// read back.
+	if l := p.logLines("read_back_records="); len(l) != 1 || !strings.Contains(l[0], "read_back_records=0 ") {
 		t.Fatalf("after SIGTERM the position was not final: %v", l)
 	}
 	p.stop(t)
@@ -360,8 +374,8 @@ func TestRotationTruncation(t *testing.T) {
 func TestMalformedLines(t *testing.T) {
 	k := testenv.StartKafka(t)
 	// A topic that takes batches of 3000 bytes at most: a record larger
-	// than that is skipped like a malformed line (Kafka would refuse it
-	// on every attempt), and the others go in batches small enough.
+	// than that is refused alone and counted (Kafka would refuse it on
+	// every attempt), and the others go in batches small enough.
 	k.CreateTopicConfig(t, "ml-dns", 1, map[string]string{"max.message.bytes": "3000"})
 	dir, state := t.TempDir(), t.TempDir()
 	log := filepath.Join(dir, "dns.log")
@@ -373,14 +387,17 @@ func TestMalformedLines(t *testing.T) {
 		lines = append(lines, jsonRecord(i))
 	}
 	writeLines(t, log, lines)
-	p := startShim(t, log, k.Bootstrap, state, "-topic-prefix", "ml-", "-max-line-bytes", "4096")
+	p := startShim(t, log, k.Bootstrap, state, "-shim-topic-prefix", "ml-", "-shim-max-line-bytes", "4096")
 	waitRecords(t, k.Bootstrap, "ml-dns", records, time.Minute)
 	deadline := time.Now().Add(30 * time.Second)
-	for p.metric(t, "pano_shim_errors_total") < 4 && time.Now().Before(deadline) {
+	for p.metric(t, "pano_shim_errors_total")+p.metric(t, "pano_shim_records_refused_total") < 4 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if e := p.metric(t, "pano_shim_errors_total"); e != 4 {
-		t.Fatalf("errors_total = %v, want 4", e)
+	if e, r := p.metric(t, "pano_shim_errors_total"), p.metric(t, "pano_shim_records_refused_total"); e != 3 || r != 1 {
+		t.Fatalf("errors_total = %v, records_refused_total = %v, want 3 malformed and 1 refused", e, r)
+	}
+	if l := p.logLines("reason=record_too_large"); len(l) != 1 || !strings.Contains(l[0], "max.message.bytes") {
+		t.Fatalf("the refusal is not logged once with its fix: %v", l)
 	}
 	if lr := p.metric(t, "pano_shim_lines_read_total"); lr != float64(len(lines)) {
 		t.Fatalf("lines_read_total = %v, want %d", lr, len(lines))
@@ -388,7 +405,7 @@ func TestMalformedLines(t *testing.T) {
 	p.stop(t)
 	exactlyOnce(t, k.Bootstrap, "ml-dns", records)
 	b, _ := os.ReadFile(p.logPath)
-	for _, kind := range []string{"json_syntax", "json_not_object", "line_too_long", "record_too_large"} {
+	for _, kind := range []string{"json_syntax", "json_not_object", "line_too_long"} {
 		if !strings.Contains(string(b), "kind="+kind) {
 			t.Errorf("no log line for kind %s", kind)
 		}

@@ -52,7 +52,7 @@ func TestZeekRotationToKafka(t *testing.T) {
 
 	state := t.TempDir()
 	pattern := filepath.Join(logDir, "worker-*", "dns.log")
-	args := []string{"-topic-prefix", "zr-", "-checkpoint-interval", "200ms"}
+	args := []string{"-shim-topic-prefix", "zr-", "-shim-checkpoint-interval", "200ms"}
 	p := startShim(t, pattern, k.Bootstrap, state, args...)
 
 	// A third of the capture over 4 s, with the shim reading; then the
