@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 )
 
@@ -40,16 +41,15 @@ func DecodeOrigin(b []byte) (Origin, bool) {
 
 // SourceID names one file of one log in the origin header: the log's
 // path, the file's device and inode, and how many times that file was
-// truncated, so that the offsets of one source only ever grow.
+// truncated, so that the offsets of one source only ever grow. Untruncated
+// files keep the ids earlier shims gave them, so that a read-back across
+// the upgrade finds their records.
 func SourceID(path string, dev, ino uint64, truncations int) uint64 {
 	h := fnv.New64a()
-	var b [24]byte
-	binary.BigEndian.PutUint64(b[:], dev)
-	binary.BigEndian.PutUint64(b[8:], ino)
-	binary.BigEndian.PutUint64(b[16:], uint64(truncations))
-	h.Write([]byte(path))
-	h.Write([]byte{0})
-	h.Write(b[:])
+	fmt.Fprintf(h, "%s\x00%d\x00%d", path, dev, ino)
+	if truncations > 0 {
+		fmt.Fprintf(h, "\x00%d", truncations)
+	}
 	return h.Sum64()
 }
 
