@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"gopkg.in/yaml.v3"
 )
 
@@ -107,22 +107,17 @@ func TestFLPKafkaToMetrics(t *testing.T) {
 	// must count (startOffset FirstOffset).
 	produce := func(rcodes map[string]int, bytes int) {
 		t.Helper()
-		cfg := KafkaSaramaConfig()
-		cfg.Producer.Return.Successes = true
-		p, err := sarama.NewSyncProducer([]string{k.Bootstrap}, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		var msgs []*sarama.ProducerMessage
+		var recs []*kgo.Record
 		for rcode, n := range rcodes {
 			for i := range n {
 				v := fmt.Sprintf(`{"uid":"C%s%d","rcode_name":%q,"bytes":%d}`, rcode, i, rcode, bytes)
-				msgs = append(msgs, &sarama.ProducerMessage{Topic: "flp-smoke", Key: sarama.StringEncoder(fmt.Sprint(i)), Value: sarama.StringEncoder(v)})
+				recs = append(recs, kgo.KeyStringRecord(fmt.Sprint(i), v))
 			}
 		}
-		if err := p.SendMessages(msgs); err != nil {
-			t.Fatal(err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := k.Client(t, kgo.DefaultProduceTopic("flp-smoke")).ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
 		}
 	}
 	produce(map[string]int{"NOERROR": 4, "NXDOMAIN": 3}, 100)

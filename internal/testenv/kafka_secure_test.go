@@ -1,19 +1,22 @@
 package testenv
 
 import (
-	"crypto/sha256"
-	"crypto/sha512"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"hash"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-	"github.com/xdg-go/scram"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // secureTestClient connects to addr with TLS (verifying the broker by the
@@ -21,32 +24,25 @@ import (
 // SASL when mechanism is not empty.
 func secureTestClient(t *testing.T, s *SecureKafka, addr string, tlsOn, clientCert bool, mechanism, password string) kafkaTestClient {
 	t.Helper()
-	var tc *tls.Config
+	c := kafkaTestClient{addr: addr}
 	if tlsOn {
-		tc = secureTestTLS(t, s, clientCert)
+		c.opts = append(c.opts, kgo.DialTLSConfig(secureTestTLS(t, s, clientCert)))
 	}
-	return kafkaTestClient{addr: addr, config: func() *sarama.Config {
-		cfg := KafkaSaramaConfig()
-		cfg.Net.DialTimeout = 5 * time.Second
-		cfg.Metadata.Retry.Max = 0
-		if tc != nil {
-			cfg.Net.TLS.Enable = true
-			cfg.Net.TLS.Config = tc
+	if mechanism != "" {
+		var m sasl.Mechanism
+		switch mechanism {
+		case "PLAIN":
+			m = plain.Auth{User: s.User, Pass: password}.AsMechanism()
+		case "SCRAM-SHA-256":
+			m = scram.Auth{User: s.User, Pass: password}.AsSha256Mechanism()
+		case "SCRAM-SHA-512":
+			m = scram.Auth{User: s.User, Pass: password}.AsSha512Mechanism()
+		default:
+			t.Fatalf("no client for SASL mechanism %s", mechanism)
 		}
-		if mechanism != "" {
-			cfg.Net.SASL.Enable = true
-			cfg.Net.SASL.User = s.User
-			cfg.Net.SASL.Password = password
-			cfg.Net.SASL.Mechanism = sarama.SASLMechanism(mechanism)
-			switch mechanism {
-			case "SCRAM-SHA-256":
-				cfg.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &testSCRAM{hash: sha256.New} }
-			case "SCRAM-SHA-512":
-				cfg.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &testSCRAM{hash: sha512.New} }
-			}
-		}
-		return cfg
-	}}
+		c.opts = append(c.opts, kgo.SASL(m))
+	}
+	return c
 }
 
 func secureTestTLS(t *testing.T, s *SecureKafka, clientCert bool) *tls.Config {
@@ -69,25 +65,6 @@ func secureTestTLS(t *testing.T, s *SecureKafka, clientCert bool) *tls.Config {
 	}
 	return tc
 }
-
-// testSCRAM adapts xdg-go/scram to sarama, independently of the shim's
-// own adapter, so that this test proves the broker and not the shim.
-type testSCRAM struct {
-	hash func() hash.Hash
-	conv *scram.ClientConversation
-}
-
-func (s *testSCRAM) Begin(user, password, authzID string) error {
-	c, err := scram.HashGeneratorFcn(s.hash).NewClient(user, password, authzID)
-	if err != nil {
-		return err
-	}
-	s.conv = c.NewConversation()
-	return nil
-}
-
-func (s *testSCRAM) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
-func (s *testSCRAM) Done() bool                            { return s.conv.Done() }
 
 // TestKafkaSecure: each secured listener and SASL mechanism carries
 // records both ways; wrong credentials and unverifiable certificates are
@@ -120,6 +97,7 @@ func TestKafkaSecure(t *testing.T) {
 				parts := kafkaTestProduce(t, cl, topic, 200, 10, 0)
 				got := kafkaTestConsume(t, cl, topic, topic+"-group", 200)
 				kafkaTestCheck(t, got, parts, 20)
+				kafkaTestCheck(t, ReadTopic(t, c.addr, topic, cl.opts...), parts, 20)
 			})
 		}
 	})
@@ -133,8 +111,8 @@ func TestKafkaSecure(t *testing.T) {
 				t.Run("wrong password/"+l.name+"/"+m, func(t *testing.T) {
 					t.Parallel()
 					err := secureTestConnect(secureTestClient(t, s, l.addr, l.tls, false, m, s.Password+"x"))
-					if !errors.Is(err, sarama.ErrSASLAuthenticationFailed) {
-						t.Fatalf("wrong password: got %v, want %v", err, sarama.ErrSASLAuthenticationFailed)
+					if !errors.Is(err, kerr.SaslAuthenticationFailed) {
+						t.Fatalf("wrong password: got %v, want %v", err, kerr.SaslAuthenticationFailed)
 					}
 					t.Logf("refused: %v", err)
 				})
@@ -142,7 +120,7 @@ func TestKafkaSecure(t *testing.T) {
 		}
 		t.Run("no SASL on SASL_PLAINTEXT", func(t *testing.T) {
 			t.Parallel()
-			err := secureTestConnect(kafkaTestClient{s.SASLPlaintext, KafkaSaramaConfig})
+			err := secureTestConnect(kafkaTestClient{addr: s.SASLPlaintext})
 			if err == nil {
 				t.Fatal("a client without SASL got metadata")
 			}
@@ -150,14 +128,8 @@ func TestKafkaSecure(t *testing.T) {
 		})
 		t.Run("SSL without the CA", func(t *testing.T) {
 			t.Parallel()
-			cl := secureTestClient(t, s, s.SSL, true, false, "", "")
-			base := cl.config
-			cl.config = func() *sarama.Config {
-				cfg := base()
-				cfg.Net.TLS.Config = &tls.Config{MinVersion: tls.VersionTLS12} // system roots
-				return cfg
-			}
-			err := secureTestConnect(cl)
+			// System roots, which do not hold the test CA.
+			err := secureTestConnect(kafkaTestClient{addr: s.SSL, opts: []kgo.Opt{kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12})}})
 			var unknown x509.UnknownAuthorityError
 			if !errors.As(err, &unknown) {
 				t.Fatalf("got %v, want an unknown authority error", err)
@@ -177,9 +149,13 @@ func TestKafkaSecure(t *testing.T) {
 
 // secureTestConnect asks the broker for metadata and returns the error.
 func secureTestConnect(c kafkaTestClient) error {
-	cl, err := sarama.NewClient([]string{c.addr}, c.config())
+	cl, err := newKafkaClient(c.addr, slices.Concat(c.opts, []kgo.Opt{kgo.RequestRetries(1)})...)
 	if err != nil {
 		return err
 	}
-	return cl.Close()
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = kadm.NewClient(cl).BrokerMetadata(ctx)
+	return err
 }

@@ -4,158 +4,109 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // kafkaTestClient is where and how a test client connects.
 type kafkaTestClient struct {
-	addr   string
-	config func() *sarama.Config // a fresh configuration each call
+	addr string
+	opts []kgo.Opt // TLS, SASL
 }
 
 // plainClient connects to the broker's PLAINTEXT listener.
-func plainClient(k *Kafka) kafkaTestClient { return kafkaTestClient{k.Bootstrap, KafkaSaramaConfig} }
+func plainClient(k *Kafka) kafkaTestClient { return kafkaTestClient{addr: k.Bootstrap} }
 
-// kafkaTestProduce sends n messages to topic with keys "key-<i%keys>" and
-// values "<key>/<sequence within key>", and returns the partition each key
-// went to.
+// client is a client with c's options and more, closed by t.Cleanup.
+func (c kafkaTestClient) client(t *testing.T, more ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	return kafkaClient(t, c.addr, slices.Concat(c.opts, more)...)
+}
+
+// kafkaTestProduce sends n records to topic with keys "key-<i%keys>" and
+// values "<key>/<sequence within key>" with an idempotent producer (acks
+// all, kgo's default), and returns the partition each key went to.
 func kafkaTestProduce(t *testing.T, c kafkaTestClient, topic string, n, keys, firstSeq int) map[string]int32 {
 	t.Helper()
-	cfg := c.config()
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
-	cfg.Producer.Idempotent = true
-	cfg.Net.MaxOpenRequests = 1
-	p, err := sarama.NewSyncProducer([]string{c.addr}, cfg)
-	if err != nil {
-		t.Fatalf("producer: %v", err)
-	}
-	defer p.Close()
-	msgs := make([]*sarama.ProducerMessage, 0, n)
+	cl := c.client(t, kgo.DefaultProduceTopic(topic))
+	defer cl.Close()
+	recs := make([]*kgo.Record, 0, n)
 	for i := range n {
 		key := fmt.Sprintf("key-%d", i%keys)
-		val := fmt.Sprintf("%s/%d", key, firstSeq+i/keys)
-		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(val)})
+		recs = append(recs, kgo.KeyStringRecord(key, fmt.Sprintf("%s/%d", key, firstSeq+i/keys)))
 	}
-	if err := p.SendMessages(msgs); err != nil {
-		t.Fatalf("produce %d messages: %v", n, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce %d records: %v", n, err)
 	}
 	parts := map[string]int32{}
-	for _, m := range msgs {
-		key := string(m.Key.(sarama.StringEncoder))
-		if p, ok := parts[key]; ok && p != m.Partition {
-			t.Fatalf("key %s went to partitions %d and %d", key, p, m.Partition)
+	for _, r := range recs {
+		key := string(r.Key)
+		if p, ok := parts[key]; ok && p != r.Partition {
+			t.Fatalf("key %s went to partitions %d and %d", key, p, r.Partition)
 		}
-		parts[key] = m.Partition
+		parts[key] = r.Partition
 	}
 	return parts
 }
 
-type kafkaTestMsg struct {
-	partition int32
-	offset    int64
-	key, val  string
-}
-
-// kafkaTestGroup collects what a consumer group receives.
-type kafkaTestGroup struct {
-	mu   sync.Mutex
-	msgs []kafkaTestMsg
-	want int
-	full chan struct{}
-}
-
-func (g *kafkaTestGroup) Setup(sarama.ConsumerGroupSession) error   { return nil }
-func (g *kafkaTestGroup) Cleanup(sarama.ConsumerGroupSession) error { return nil }
-func (g *kafkaTestGroup) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
-	for m := range c.Messages() {
-		g.mu.Lock()
-		g.msgs = append(g.msgs, kafkaTestMsg{m.Partition, m.Offset, string(m.Key), string(m.Value)})
-		if len(g.msgs) == g.want {
-			close(g.full)
-		}
-		g.mu.Unlock()
-		s.MarkMessage(m, "")
-	}
-	return nil
-}
-
-// kafkaTestConsume reads want messages from topic with a fresh consumer
-// group, from the oldest offset.
-func kafkaTestConsume(t *testing.T, c kafkaTestClient, topic, group string, want int) []kafkaTestMsg {
+// kafkaTestConsume reads want records from topic with a fresh consumer
+// group, from the oldest offset. It returns what it has once it has at
+// least want (more would be duplicates, for kafkaTestCheck to find).
+func kafkaTestConsume(t *testing.T, c kafkaTestClient, topic, group string, want int) []*kgo.Record {
 	t.Helper()
-	cfg := c.config()
-	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
-	cfg.Consumer.Return.Errors = false
-	cg, err := sarama.NewConsumerGroup([]string{c.addr}, group, cfg)
-	if err != nil {
-		t.Fatalf("consumer group: %v", err)
-	}
-	defer cg.Close()
-	h := &kafkaTestGroup{want: want, full: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
+	cl := c.client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		for ctx.Err() == nil {
-			if err := cg.Consume(ctx, []string{topic}, h); err != nil {
-				done <- err
-				return
-			}
+	var got []*kgo.Record
+	for len(got) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumer group got %d of %d records", len(got), want)
 		}
-		done <- nil
-	}()
-	select {
-	case <-h.full:
-	case err := <-done:
-		t.Fatalf("consume: %v", err)
-	case <-time.After(2 * time.Minute):
-		h.mu.Lock()
-		t.Fatalf("consumer group got %d of %d messages", len(h.msgs), want)
+		if errs := fs.Errors(); len(errs) > 0 {
+			t.Fatalf("consume partition %d: %v", errs[0].Partition, errs[0].Err)
+		}
+		got = append(got, fs.Records()...)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("consume: %v", err)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]kafkaTestMsg(nil), h.msgs...)
+	return got
 }
 
 // kafkaTestCheck verifies that got holds exactly the values
 // "key-<k>/<seq>" for seq in [0, perKey) for every key, each key on the
 // partition the producer reported, in order within each partition.
-func kafkaTestCheck(t *testing.T, got []kafkaTestMsg, parts map[string]int32, perKey int) {
+func kafkaTestCheck(t *testing.T, got []*kgo.Record, parts map[string]int32, perKey int) {
 	t.Helper()
 	nextSeq := map[string]int{}
 	lastOffset := map[int32]int64{}
 	for _, m := range got {
-		key, seqStr, ok := strings.Cut(m.val, "/")
-		if !ok || key != m.key {
-			t.Fatalf("message key %q value %q: value does not belong to key", m.key, m.val)
+		key, seqStr, ok := strings.Cut(string(m.Value), "/")
+		if !ok || key != string(m.Key) {
+			t.Fatalf("record key %q value %q: value does not belong to key", m.Key, m.Value)
 		}
-		if p, ok := parts[key]; !ok || p != m.partition {
-			t.Fatalf("key %s read from partition %d, produced to %d", key, m.partition, p)
+		if p, ok := parts[key]; !ok || p != m.Partition {
+			t.Fatalf("key %s read from partition %d, produced to %d", key, m.Partition, p)
 		}
-		if last, ok := lastOffset[m.partition]; ok && m.offset <= last {
-			t.Fatalf("partition %d: offset %d after %d", m.partition, m.offset, last)
+		if last, ok := lastOffset[m.Partition]; ok && m.Offset <= last {
+			t.Fatalf("partition %d: offset %d after %d", m.Partition, m.Offset, last)
 		}
-		lastOffset[m.partition] = m.offset
+		lastOffset[m.Partition] = m.Offset
 		seq, err := strconv.Atoi(seqStr)
 		if err != nil || seq != nextSeq[key] {
-			t.Fatalf("key %s: got %q, want sequence %d", key, m.val, nextSeq[key])
+			t.Fatalf("key %s: got %q, want sequence %d", key, m.Value, nextSeq[key])
 		}
 		nextSeq[key]++
 	}
 	for key := range parts {
 		if nextSeq[key] != perKey {
-			t.Errorf("key %s: %d messages, want %d", key, nextSeq[key], perKey)
+			t.Errorf("key %s: %d records, want %d", key, nextSeq[key], perKey)
 		}
 	}
 }
@@ -181,9 +132,33 @@ func TestKafkaRoundTrip(t *testing.T) {
 
 	got := kafkaTestConsume(t, plainClient(k), topic, "roundtrip-group", n)
 	if len(got) != n {
-		t.Fatalf("got %d messages, want %d", len(got), n)
+		t.Fatalf("got %d records, want %d", len(got), n)
 	}
 	kafkaTestCheck(t, got, parts, n/keys)
+
+	// ReadTopic reads the same records, in partition and offset order, up
+	// to the end offsets.
+	var sum int64
+	for _, end := range EndOffsets(t, k.Bootstrap, topic) {
+		sum += end
+	}
+	if sum != n {
+		t.Errorf("end offsets add up to %d, want %d", sum, n)
+	}
+	read := ReadTopic(t, k.Bootstrap, topic)
+	if len(read) != n {
+		t.Fatalf("ReadTopic: %d records, want %d", len(read), n)
+	}
+	for i := 1; i < len(read); i++ {
+		if read[i].Partition < read[i-1].Partition {
+			t.Fatalf("ReadTopic: partition %d after %d", read[i].Partition, read[i-1].Partition)
+		}
+	}
+	kafkaTestCheck(t, read, parts, n/keys)
+	k.CreateTopic(t, "empty", 2)
+	if read := ReadTopic(t, k.Bootstrap, "empty"); len(read) != 0 {
+		t.Errorf("ReadTopic of an empty topic: %d records", len(read))
+	}
 
 	// A second, independent client reads the same topic: kcat (librdkafka).
 	kcat := RequireProgram(t, "kcat", "kcat")
@@ -195,7 +170,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != n {
-		t.Fatalf("kcat read %d messages, want %d", len(lines), n)
+		t.Fatalf("kcat read %d records, want %d", len(lines), n)
 	}
 	for _, l := range lines {
 		var p int32
@@ -213,10 +188,10 @@ func TestKafkaStopStartKeepsData(t *testing.T) {
 	parts := kafkaTestProduce(t, plainClient(k), topic, 20, 2, 0)
 
 	k.Stop(t)
-	c, err := sarama.NewClient([]string{k.Bootstrap}, KafkaSaramaConfig())
-	if err == nil {
-		c.Close()
-		t.Fatalf("a client connected to the stopped broker")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := k.Admin(t).BrokerMetadata(ctx); err == nil {
+		t.Fatalf("the stopped broker answered a metadata request")
 	}
 	k.Start(t)
 
