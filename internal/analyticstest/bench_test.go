@@ -2,6 +2,7 @@ package analyticstest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -13,14 +14,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/pano-observability/pano/internal/testenv"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"gopkg.in/yaml.v3"
 )
 
@@ -295,43 +297,31 @@ func ingestFloorConfig(b testing.TB, ours []byte) []byte {
 
 func produceBench(b *testing.B, k *testenv.Kafka, topic string, records []Record) {
 	b.Helper()
-	cfg := testenv.KafkaSaramaConfig()
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Return.Errors = true
-	cfg.Producer.Flush.Messages = 1000
-	cfg.Producer.Flush.Frequency = 10 * time.Millisecond
-	p, err := sarama.NewAsyncProducer([]string{k.Bootstrap}, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
+	// Records wait up to 10 ms to be sent in batches.
+	cl := k.Client(b, kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(10*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	start := time.Now()
-	acked := make(chan error, 1)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-p.Successes():
-				if n++; n == len(records) {
-					acked <- nil
-					return
-				}
-			case err := <-p.Errors():
-				acked <- err
-				return
-			}
-		}
-	}()
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
 	for _, r := range records {
-		p.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(r.UID), Value: sarama.ByteEncoder(r.KafkaJSON())}
+		cl.Produce(ctx, &kgo.Record{Key: []byte(r.UID), Value: r.KafkaJSON()}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		})
 	}
-	select {
-	case err := <-acked:
-		if err != nil {
-			b.Fatalf("produce: %v", err)
-		}
-	case <-time.After(3 * time.Minute):
-		b.Fatalf("produce: %d records not acknowledged within 3 minutes", len(records))
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatalf("produce: %d records not acknowledged within 3 minutes: %v", len(records), err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr != nil {
+		b.Fatalf("produce: %v", firstErr)
 	}
 	fmt.Printf("produced %d records to %s in %v\n", len(records), topic, time.Since(start).Round(time.Millisecond))
 }

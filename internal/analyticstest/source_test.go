@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/pano-observability/pano/internal/testenv"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // recordSource puts dns.log records into Kafka's dns topic.
@@ -31,7 +31,7 @@ func startSource(t *testing.T, k *testenv.Kafka) recordSource {
 		return startShim(t, root, k)
 	}
 	t.Log("NOTE: shim/cmd/pano-shim is not in this tree: producing to Kafka directly, in the shim's message format")
-	return newSaramaSource(t, k)
+	return newDirectSource(t, k)
 }
 
 type shimSource struct {
@@ -102,34 +102,27 @@ func (s *shimSource) Append(t *testing.T, records []Record) {
 
 func (s *shimSource) MetricsAddr() string { return s.metricsAddr }
 
-type saramaSource struct {
-	producer sarama.SyncProducer
+// directSource produces to Kafka itself, acks=all.
+type directSource struct {
+	client *kgo.Client
 }
 
-func newSaramaSource(t *testing.T, k *testenv.Kafka) *saramaSource {
+func newDirectSource(t *testing.T, k *testenv.Kafka) *directSource {
 	t.Helper()
-	cfg := testenv.KafkaSaramaConfig()
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
-	p, err := sarama.NewSyncProducer([]string{k.Bootstrap}, cfg)
-	if err != nil {
-		t.Fatalf("kafka producer: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return &saramaSource{producer: p}
+	return &directSource{client: k.Client(t, kgo.DefaultProduceTopic("dns"), kgo.RequiredAcks(kgo.AllISRAcks()))}
 }
 
-func (s *saramaSource) Append(t *testing.T, records []Record) {
+func (s *directSource) Append(t *testing.T, records []Record) {
 	t.Helper()
-	msgs := make([]*sarama.ProducerMessage, 0, len(records))
+	recs := make([]*kgo.Record, 0, len(records))
 	for _, r := range records {
-		msgs = append(msgs, &sarama.ProducerMessage{
-			Topic: "dns", Key: sarama.StringEncoder(r.UID), Value: sarama.ByteEncoder(r.KafkaJSON()),
-		})
+		recs = append(recs, &kgo.Record{Key: []byte(r.UID), Value: r.KafkaJSON()})
 	}
-	if err := s.producer.SendMessages(msgs); err != nil {
-		t.Fatalf("produce %d records: %v", len(msgs), err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.client.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce %d records: %v", len(recs), err)
 	}
 }
 
-func (s *saramaSource) MetricsAddr() string { return "" }
+func (s *directSource) MetricsAddr() string { return "" }
