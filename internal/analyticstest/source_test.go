@@ -59,10 +59,10 @@ func startShim(t *testing.T, root string, k *testenv.Kafka) *shimSource {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin,
-		"-logs", s.logPath,
-		"-brokers", k.Bootstrap,
-		"-state-dir", filepath.Join(dir, "state"),
-		"-metrics-addr", s.metricsAddr,
+		"-shim-logs", s.logPath,
+		"-kafka-brokers", k.Bootstrap,
+		"-shim-state-dir", filepath.Join(dir, "state"),
+		"-shim-metrics-addr", s.metricsAddr,
 	)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
