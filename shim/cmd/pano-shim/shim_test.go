@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -422,4 +423,63 @@ func waitMetric(t *testing.T, p *shimProc, name string, min float64, timeout tim
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestIdleLogReadBackBounded: two logs share one topic; one stays quiet
+// while the other fills the topic. After a SIGKILL the quiet log reads
+// back only what came after its last quiet checkpoint, not the whole
+// topic, and nothing is lost or doubled.
+func TestIdleLogReadBackBounded(t *testing.T) {
+	k := testenv.StartKafka(t)
+	k.CreateTopic(t, "shared", 3)
+	dir, state := t.TempDir(), t.TempDir()
+	quiet, busy := filepath.Join(dir, "quiet", "dns.log"), filepath.Join(dir, "busy", "dns.log")
+	for _, d := range []string{filepath.Dir(quiet), filepath.Dir(busy)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const few, many = 10, 40000
+	lines := func(from, to int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			out = append(out, jsonRecord(i))
+		}
+		return out
+	}
+	writeLines(t, quiet, lines(0, few))
+	args := []string{"-shim-topic", "shared", "-shim-checkpoint-interval", "200ms"}
+	p := startShim(t, quiet+","+busy, k.Bootstrap, state, args...)
+	waitRecords(t, k.Bootstrap, "shared", few, time.Minute)
+	for i := few; i < few+many; i += 2000 {
+		writeLines(t, busy, lines(i, i+2000))
+	}
+	waitRecords(t, k.Bootstrap, "shared", few+many, 2*time.Minute)
+	time.Sleep(time.Second) // a few checkpoints: the quiet log moves its offsets up
+	p.kill()
+	p = startShim(t, quiet+","+busy, k.Bootstrap, state, args...)
+	deadline := time.Now().Add(time.Minute)
+	var resumed []string
+	for len(resumed) < 2 && time.Now().Before(deadline) {
+		resumed = p.logLines("read_back_records=")
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(resumed) != 2 {
+		t.Fatalf("resuming lines: %v", resumed)
+	}
+	for _, l := range resumed {
+		m := regexp.MustCompile(`read_back_records=(\d+)`).FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("no read_back_records in %q", l)
+		}
+		n, _ := strconv.Atoi(m[1])
+		t.Logf("%s", l)
+		if strings.Contains(l, quiet) && n > 0 {
+			t.Errorf("the quiet log read back %d records of the %d in the topic, want none", n, few+many)
+		}
+	}
+	writeLines(t, quiet, lines(few+many, few+many+few))
+	waitRecords(t, k.Bootstrap, "shared", few+many+few, time.Minute)
+	p.stop(t)
+	exactlyOnce(t, k.Bootstrap, "shared", few+many+few)
 }
