@@ -11,13 +11,13 @@ import (
 
 // entry is one line between reading and Kafka's answer.
 type entry struct {
-	file   follow.Identity
-	end    int64
+	file follow.Identity
+	end  int64
 	// truncations of file before this line (kafka.SourceID)
 	truncations int
 	header      []string // non-nil: the TSV header in effect from this line on
-	sent   time.Time
-	done   bool
+	sent        time.Time
+	done        bool
 
 	acked     bool // stored by Kafka (not skipped, not refused)
 	partition int32

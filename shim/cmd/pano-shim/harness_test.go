@@ -3,7 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-		"fmt"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
