@@ -48,7 +48,7 @@ type logRun struct {
 
 	lines, produced, dups, deleted prometheus.Counter
 
-	saveMu    sync.Mutex // one save at a time
+	saveMu    sync.Mutex // one save at a time; guards fol and track while open sets them
 	rot       rotation
 	finalDone follow.Identity // deleteFinal's last file, under saveMu
 }
@@ -60,6 +60,7 @@ type slot struct {
 	hdr    [1]kgo.RecordHeader
 	origin [kafka.OriginLen]byte
 	e      entry
+	t      *tracker // e's
 }
 
 func (f *Forwarder) newLogRun(cl *kgo.Client, path string) *logRun {
@@ -172,12 +173,15 @@ func (lr *logRun) tryOpen(ctx context.Context) error {
 	lr.parser = parser
 	lr.file, lr.truncations, lr.fresh = st.File, st.Truncations, false
 	lr.setSource()
-	lr.fol = follow.New(follow.Options{Path: lr.path, PollInterval: lr.f.cfg.PollInterval, MaxLineBytes: lr.f.cfg.MaxLineBytes, Logger: lr.log},
-		follow.Position{File: st.File, Offset: st.Offset})
 	if ok && lr.f.cfg.DeleteRotated {
 		lr.deleteBefore(st.File)
 	}
+	// Under saveMu: a scrape (behind) or a save may run meanwhile.
+	lr.saveMu.Lock()
+	lr.fol = follow.New(follow.Options{Path: lr.path, PollInterval: lr.f.cfg.PollInterval, MaxLineBytes: lr.f.cfg.MaxLineBytes, Logger: lr.log},
+		follow.Position{File: st.File, Offset: st.Offset})
 	lr.track = newTracker(st)
+	lr.saveMu.Unlock()
 	lr.f.metrics.Behind.Set(lr.path, lr.behind)
 	return nil
 }
@@ -210,6 +214,8 @@ func (lr *logRun) setSource() {
 // behind is the size of the file being read minus the settled position
 // (the whole file when the position is in an earlier file).
 func (lr *logRun) behind() float64 {
+	lr.saveMu.Lock()
+	defer lr.saveMu.Unlock()
 	s := lr.fol.Stat()
 	st := lr.track.peek()
 	if st.File.SameFile(s.File) {
@@ -312,7 +318,8 @@ func (lr *logRun) send(ctx context.Context, line follow.Line, header []string, o
 	if lr.sampled++; lr.sampled%latencySample == 0 {
 		s.e.sent = time.Now()
 	}
-	n := lr.track.add(&s.e)
+	s.t = lr.track
+	n := s.t.add(&s.e)
 	origin.Put(s.origin[:])
 	s.hdr[0] = kgo.RecordHeader{Key: kafka.OriginHeader, Value: s.origin[:]}
 	s.rec = kgo.Record{Topic: lr.topic, Key: key, Value: lr.copy(value), Headers: s.hdr[:], Partition: kafka.Partition(key, origin, n)}
@@ -323,7 +330,7 @@ func (lr *logRun) send(ctx context.Context, line follow.Line, header []string, o
 // settled runs on franz-go's promise goroutine with Kafka's answer.
 func (lr *logRun) settled(s *slot, r *kgo.Record, err error) {
 	if err == nil {
-		lr.track.settle(&s.e, true, r.Partition, r.Offset)
+		s.t.settle(&s.e, true, r.Partition, r.Offset)
 		lr.produced.Inc()
 		if !s.e.sent.IsZero() {
 			lr.f.metrics.ProduceLatency.Observe(time.Since(s.e.sent).Seconds())
@@ -335,7 +342,7 @@ func (lr *logRun) settled(s *slot, r *kgo.Record, err error) {
 	if !ok {
 		return // the shim is stopping: sent again after the restart
 	}
-	lr.track.settle(&s.e, false, 0, 0)
+	s.t.settle(&s.e, false, 0, 0)
 	lr.f.progress.settle()
 	lr.f.metrics.Refused.WithLabelValues(lr.path, lr.topic, ref.Reason).Inc()
 	if ok, quiet := lr.f.limit.Allow(lr.path + "\x00refused\x00" + ref.Reason); ok {
@@ -417,11 +424,11 @@ func (lr *logRun) rebaseIfIdle() {
 }
 
 func (lr *logRun) saveIfChanged() error {
+	lr.saveMu.Lock()
+	defer lr.saveMu.Unlock()
 	if lr.track == nil {
 		return nil // never opened
 	}
-	lr.saveMu.Lock()
-	defer lr.saveMu.Unlock()
 	st, dirty := lr.track.snapshot()
 	if dirty {
 		if err := lr.f.store.Save(st); err != nil {
