@@ -16,7 +16,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/pano-observability/pano/agent/flowhash"
+	"github.com/pano-observability/pano/internal/flowhashtest"
 	"github.com/pano-observability/pano/internal/testenv"
 )
 
@@ -149,7 +149,7 @@ func splitFlows(t *testing.T, workers int) bool {
 				flowDirs[key] = map[string]bool{}
 			}
 			flowDirs[key][pi.flow.Src.String()] = true
-			if ref := flowhash.Stream(pi.flow, streams); ref != s {
+			if ref := flowhashtest.Stream(pi.flow, streams); ref != s {
 				wrongStream++
 			}
 		}
@@ -312,7 +312,7 @@ func bigDatagrams(ctx context.Context, t *testing.T, servers []netip.AddrPort, n
 
 // packetFlow is what the test reads from a captured frame.
 type packetFlow struct {
-	flow     flowhash.Flow
+	flow     flowhashtest.Flow
 	fragment int    // 0 none, 1 first, 2 later
 	fragKey  string // addresses, protocol and IP ID of a fragment
 }

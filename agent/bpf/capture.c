@@ -10,7 +10,10 @@
 // dynptrs) as well as current kernels: headers are read with
 // bpf_skb_load_bytes into small stack buffers, every loop has a constant
 // bound, and the copy goes through a per-CPU scratch area because
-// bpf_ringbuf_reserve needs a constant size.
+// bpf_ringbuf_reserve needs a constant size. On PREEMPT_RT two runs of
+// the classifier can interleave on one CPU, so the scratch slot is
+// guarded by a per-CPU count of the runs that want it: the loser counts a
+// drop instead of overwriting the winner's copy.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -47,11 +50,21 @@
 #define DIR_EGRESS 2
 
 enum counter {
-	COUNTER_SEEN = 0,         // packets the classifier looked at
-	COUNTER_MATCHED = 1,      // packets that matched a rule
-	COUNTER_MATCHED_BYTES = 2,// their original lengths
-	COUNTER_RINGBUF_FULL = 3, // matched but lost: ring buffer full
+	COUNTER_SEEN = 0,          // packets the classifier looked at
+	COUNTER_MATCHED = 1,       // packets that matched a rule (captured or lost below)
+	COUNTER_MATCHED_BYTES = 2, // their original lengths
+	COUNTER_IPV6_TOO_DEEP = 3, // IPv6, extension headers beyond MAX_IPV6_EXT_HDRS, not captured
+	                           // although a rule matched all but its protocol and ports
 	COUNTER_MAX = 4,
+};
+
+// Why a packet meant for a stream was lost; stream_drops counts them by
+// stream.
+enum drop_reason {
+	DROP_RINGBUF_FULL = 0,     // matched, but the ring buffer was full
+	DROP_FRAG_BEFORE_FIRST = 1,// a later fragment of a matched datagram came before its first
+	DROP_SCRATCH_BUSY = 2,     // matched, but this CPU's scratch slot was in use (PREEMPT_RT)
+	DROP_MAX = 3,
 };
 
 // One filter rule. Zero fields are wildcards. A packet matches when
@@ -117,14 +130,26 @@ struct {
 } filter_rules SEC(".maps");
 
 // Not a per-CPU array: per-CPU values are limited to 32 KiB. User space
-// sizes it to the number of possible CPUs; a classifier runs to completion
-// on one CPU without being re-entered, so one slot per CPU is enough.
+// sizes it to the number of possible CPUs. A run of the classifier stays
+// on its CPU, but on PREEMPT_RT another run can preempt it there: a slot
+// is used only by a run that scratch_busy shows alone.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); // set by user space to the number of possible CPUs
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch_area SEC(".maps");
+
+// Per CPU, the runs of the classifier that want the CPU's scratch slot
+// right now; the slot is used by a run that found itself alone. Without
+// PREEMPT_RT a run is never interrupted by another on its CPU, and this
+// is 0 whenever a run starts.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} scratch_busy SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -140,10 +165,22 @@ struct {
 	__type(value, __u8); // the datagram's stream
 } fragments SEC(".maps");
 
-// Packets lost to a full ring buffer, by the stream they were meant for.
+// Later fragments seen before their datagram's first fragment, by
+// datagram: they are not captured (nothing says yet whether the datagram
+// matches). When the first fragment arrives they are counted as lost if
+// it matches, and forgotten either way.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct frag_key);
+	__type(value, __u32); // fragments seen so far
+} early_fragments SEC(".maps");
+
+// Packets lost, by reason and the stream they were meant for: index
+// reason * MAX_STREAMS + stream.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_STREAMS);
+	__uint(max_entries, DROP_MAX * MAX_STREAMS);
 	__type(key, __u32);
 	__type(value, __u64);
 } stream_drops SEC(".maps");
@@ -171,11 +208,20 @@ struct pkt_info {
 	__u8 proto;     // transport protocol, 0 when unknown
 	__u8 has_ports; // sport/dport are valid
 	__u8 fragment;  // 0: not fragmented, 1: first fragment, 2: later fragment
+	__u8 too_deep;  // IPv6 with more extension headers than the parser follows
 };
 
 static __always_inline void count(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += n;
+}
+
+static __always_inline void drop(__u32 reason, __u8 stream, __u64 n)
+{
+	__u32 idx = reason * MAX_STREAMS + stream;
+	__u64 *v = bpf_map_lookup_elem(&stream_drops, &idx);
 	if (v)
 		*v += n;
 }
@@ -269,8 +315,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt_info *info)
 		}
 		if (l4proto == IPPROTO_HOPOPTS || l4proto == IPPROTO_ROUTING ||
 		    l4proto == IPPROTO_DSTOPTS || l4proto == IPPROTO_AH ||
-		    (l4proto == IPPROTO_FRAGMENT && info->fragment != 2))
-			return 1; // too many extension headers
+		    (l4proto == IPPROTO_FRAGMENT && info->fragment != 2)) {
+			info->too_deep = 1;
+			return 1;
+		}
 	} else {
 		return 0;
 	}
@@ -295,8 +343,10 @@ static __always_inline int addr_match(const struct rule *r, const __u32 *a)
 	       (a[2] & r->mask[2]) == r->addr[2] && (a[3] & r->mask[3]) == r->addr[3];
 }
 
-static __always_inline int rule_match(const struct rule *r, const struct pkt_info *info,
-				      __u8 direction)
+// rule_outer_match checks what is known of every IP packet: direction,
+// family and addresses.
+static __always_inline int rule_outer_match(const struct rule *r, const struct pkt_info *info,
+					    __u8 direction)
 {
 	if (r->direction && r->direction != direction)
 		return 0;
@@ -306,6 +356,14 @@ static __always_inline int rule_match(const struct rule *r, const struct pkt_inf
 		if (!addr_match(r, info->saddr) && !addr_match(r, info->daddr))
 			return 0;
 	}
+	return 1;
+}
+
+static __always_inline int rule_match(const struct rule *r, const struct pkt_info *info,
+				      __u8 direction)
+{
+	if (!rule_outer_match(r, info, direction))
+		return 0;
 	if (r->proto && r->proto != info->proto)
 		return 0;
 	if (r->port) {
@@ -328,8 +386,8 @@ static __always_inline int rule_match(const struct rule *r, const struct pkt_inf
 // ports: they take the stream of their first fragment from the fragments
 // map instead of being hashed, which keeps every fragment of a datagram
 // in one stream without giving up the ports. Non-IP frames go to stream
-// 0. agent/flowhash holds the same function in Go; the tests hold the two
-// to each other. Mixing rounds are MurmurHash3's.
+// 0. internal/flowhashtest holds the same function in Go; the tests hold
+// the two to each other. Mixing rounds are MurmurHash3's.
 static __always_inline __u32 rotl32(__u32 x, __u32 r)
 {
 	return (x << r) | (x >> (32 - r));
@@ -392,6 +450,52 @@ static __always_inline void frag_key_of(struct frag_key *k, const struct pkt_inf
 	k->pad = 0;
 }
 
+// early_fragment remembers a later fragment that came before its first
+// fragment, so that it is counted if the datagram turns out to match.
+static __always_inline void early_fragment(const struct frag_key *k)
+{
+	__u32 one = 1;
+	__u32 *n = bpf_map_lookup_elem(&early_fragments, k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	if (bpf_map_update_elem(&early_fragments, k, &one, BPF_NOEXIST) < 0) {
+		// Another CPU inserted it meanwhile.
+		n = bpf_map_lookup_elem(&early_fragments, k);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+}
+
+// first_fragment settles the fragments that came before it: lost if the
+// datagram matched, not ours otherwise. Forgetting them either way keeps
+// a reused IP ID from inheriting them.
+static __always_inline void first_fragment(const struct frag_key *k, int matched, __u8 stream)
+{
+	__u32 *n = bpf_map_lookup_elem(&early_fragments, k);
+	if (!n)
+		return;
+	if (matched)
+		drop(DROP_FRAG_BEFORE_FIRST, stream, *n);
+	bpf_map_delete_elem(&early_fragments, k);
+}
+
+// could_match reports whether a rule matches a packet whose protocol and
+// ports the parser could not reach, on everything else.
+static __always_inline int could_match(const struct rules *rules, const struct pkt_info *info,
+				       __u8 direction)
+{
+	__u32 n = rules->count;
+	for (int i = 0; i < MAX_RULES; i++) {
+		if (i >= n)
+			break;
+		if (rule_outer_match(&rules->rule[i], info, direction))
+			return 1;
+	}
+	return 0;
+}
+
 // match reports whether the packet is captured, and in which stream.
 static __always_inline int match(struct __sk_buff *skb, __u8 direction, __u8 *stream)
 {
@@ -410,8 +514,10 @@ static __always_inline int match(struct __sk_buff *skb, __u8 direction, __u8 *st
 		struct frag_key k;
 		frag_key_of(&k, &info);
 		__u8 *first = bpf_map_lookup_elem(&fragments, &k);
-		if (!first)
+		if (!first) {
+			early_fragment(&k);
 			return 0;
+		}
 		*stream = *first;
 		return 1;
 	}
@@ -429,28 +535,27 @@ static __always_inline int match(struct __sk_buff *skb, __u8 direction, __u8 *st
 		}
 	}
 
-	if (!matched)
-		return 0;
-	*stream = flow_stream(&info);
+	if (matched)
+		*stream = flow_stream(&info);
 	if (info.fragment == 1) {
 		struct frag_key k;
 		frag_key_of(&k, &info);
-		bpf_map_update_elem(&fragments, &k, stream, BPF_ANY);
+		if (matched)
+			bpf_map_update_elem(&fragments, &k, stream, BPF_ANY);
+		first_fragment(&k, matched, *stream);
 	}
-	return 1;
+	if (!matched && info.too_deep && could_match(rules, &info, direction))
+		count(COUNTER_IPV6_TOO_DEEP, 1);
+	return matched;
 }
 
 static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 {
 	__u8 stream = 0;
+	__u32 zero = 0;
 
 	count(COUNTER_SEEN, 1);
 	if (!match(skb, direction, &stream))
-		return TC_ACT_UNSPEC;
-
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch *s = bpf_map_lookup_elem(&scratch_area, &cpu);
-	if (!s)
 		return TC_ACT_UNSPEC;
 
 	__u32 len = skb->len;
@@ -460,8 +565,29 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 	cap &= MAX_SNAPLEN;
 	if (cap == 0)
 		return TC_ACT_UNSPEC;
-	if (bpf_skb_load_bytes(skb, 0, s->data, cap) < 0)
+	count(COUNTER_MATCHED, 1);
+	count(COUNTER_MATCHED_BYTES, len);
+
+	// Count in, then look: only a run that sees itself alone uses the
+	// slot. Two runs may both see two and both drop, but never both see
+	// one. An atomic add without fetch (XADD) is all the kernels since
+	// 5.8 have in common with -mcpu=v1; an exchange needs 5.12.
+	__u32 *busy = bpf_map_lookup_elem(&scratch_busy, &zero);
+	if (!busy)
 		return TC_ACT_UNSPEC;
+	__sync_fetch_and_add(busy, 1);
+	if (*(volatile __u32 *)busy != 1) {
+		__sync_fetch_and_add(busy, -1);
+		drop(DROP_SCRATCH_BUSY, stream, 1);
+		return TC_ACT_UNSPEC;
+	}
+
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch_area, &cpu);
+	if (!s)
+		goto release;
+	if (bpf_skb_load_bytes(skb, 0, s->data, cap) < 0)
+		goto release;
 
 	s->meta.timestamp = bpf_ktime_get_boot_ns();
 	s->meta.ifindex = skb->ifindex;
@@ -473,18 +599,15 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 	s->meta.vlan_proto = bpf_ntohs(skb->vlan_proto);
 	s->meta.stream = stream;
 
-	count(COUNTER_MATCHED, 1);
-	count(COUNTER_MATCHED_BYTES, len);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&packets, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&packets, s, sizeof(struct pkt_meta) + cap, flags) < 0) {
-		count(COUNTER_RINGBUF_FULL, 1);
-		__u32 idx = stream;
-		__u64 *v = bpf_map_lookup_elem(&stream_drops, &idx);
-		if (v)
-			*v += 1;
-	}
+	if (bpf_ringbuf_output(&packets, s, sizeof(struct pkt_meta) + cap, flags) < 0)
+		drop(DROP_RINGBUF_FULL, stream, 1);
+release:
+	// The copy is in the ring (or lost): count out. Atomically, since a
+	// run that preempted this one may be counting in or out meanwhile.
+	__sync_fetch_and_add(busy, -1);
 	return TC_ACT_UNSPEC;
 }
 

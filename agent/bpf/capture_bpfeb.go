@@ -67,10 +67,12 @@ type CaptureScratch struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	CaptureMapCounters        = "counters"
+	CaptureMapEarlyFragments  = "early_fragments"
 	CaptureMapFilterRules     = "filter_rules"
 	CaptureMapFragments       = "fragments"
 	CaptureMapPackets         = "packets"
 	CaptureMapScratchArea     = "scratch_area"
+	CaptureMapScratchBusy     = "scratch_busy"
 	CaptureMapStreamDrops     = "stream_drops"
 	CaptureProgCaptureEgress  = "capture_egress"
 	CaptureProgCaptureIngress = "capture_ingress"
@@ -129,12 +131,14 @@ type CaptureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	FilterRules *ebpf.MapSpec `ebpf:"filter_rules"`
-	Fragments   *ebpf.MapSpec `ebpf:"fragments"`
-	Packets     *ebpf.MapSpec `ebpf:"packets"`
-	ScratchArea *ebpf.MapSpec `ebpf:"scratch_area"`
-	StreamDrops *ebpf.MapSpec `ebpf:"stream_drops"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	EarlyFragments *ebpf.MapSpec `ebpf:"early_fragments"`
+	FilterRules    *ebpf.MapSpec `ebpf:"filter_rules"`
+	Fragments      *ebpf.MapSpec `ebpf:"fragments"`
+	Packets        *ebpf.MapSpec `ebpf:"packets"`
+	ScratchArea    *ebpf.MapSpec `ebpf:"scratch_area"`
+	ScratchBusy    *ebpf.MapSpec `ebpf:"scratch_busy"`
+	StreamDrops    *ebpf.MapSpec `ebpf:"stream_drops"`
 }
 
 // CaptureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -166,21 +170,25 @@ func (o *CaptureObjects) Close() error {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CaptureMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	FilterRules *ebpf.Map `ebpf:"filter_rules"`
-	Fragments   *ebpf.Map `ebpf:"fragments"`
-	Packets     *ebpf.Map `ebpf:"packets"`
-	ScratchArea *ebpf.Map `ebpf:"scratch_area"`
-	StreamDrops *ebpf.Map `ebpf:"stream_drops"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	EarlyFragments *ebpf.Map `ebpf:"early_fragments"`
+	FilterRules    *ebpf.Map `ebpf:"filter_rules"`
+	Fragments      *ebpf.Map `ebpf:"fragments"`
+	Packets        *ebpf.Map `ebpf:"packets"`
+	ScratchArea    *ebpf.Map `ebpf:"scratch_area"`
+	ScratchBusy    *ebpf.Map `ebpf:"scratch_busy"`
+	StreamDrops    *ebpf.Map `ebpf:"stream_drops"`
 }
 
 func (m *CaptureMaps) Close() error {
 	return _CaptureClose(
 		m.Counters,
+		m.EarlyFragments,
 		m.FilterRules,
 		m.Fragments,
 		m.Packets,
 		m.ScratchArea,
+		m.ScratchBusy,
 		m.StreamDrops,
 	)
 }

@@ -22,9 +22,21 @@ const (
 	counterSeen = iota
 	counterMatched
 	counterMatchedBytes
-	counterRingbufFull
+	counterIPv6TooDeep
 	counterMax
 )
+
+// Drop reasons counted by stream, as in capture.c's enum drop_reason.
+const (
+	dropRingbufFull = iota
+	dropFragmentBeforeFirst
+	dropScratchBusy
+	dropMax
+)
+
+// MaxIPv6ExtHeaders is how many IPv6 extension headers the classifier
+// follows to reach the transport header (MAX_IPV6_EXT_HDRS in capture.c).
+const MaxIPv6ExtHeaders = 6
 
 // MetaSize is the size of the metadata header in front of every packet
 // in the ring buffer (struct pkt_meta).
@@ -194,43 +206,78 @@ func (c *Classifier) RingBuffer() *ebpf.Map { return c.objs.Packets }
 // Streams is the number of streams the classifier spreads packets over.
 func (c *Classifier) Streams() int { return c.streams }
 
-// Counters are the classifier's totals over all CPUs.
+// Counters are the classifier's totals over all CPUs. The losses by
+// stream have one entry per stream; their totals are the sums.
 type Counters struct {
-	Seen, Matched, MatchedBytes, RingBufferFull uint64
-	// StreamRingBufferFull splits RingBufferFull by the stream the lost
-	// packets were meant for (one entry per stream).
+	Seen, Matched, MatchedBytes uint64
+
+	// RingBufferFull: matched, but the ring buffer to the agent was full.
+	RingBufferFull       uint64
 	StreamRingBufferFull []uint64
+	// FragmentBeforeFirst: later fragments of a matched datagram that
+	// arrived before its first fragment, when nothing could yet say the
+	// datagram was wanted.
+	FragmentBeforeFirst       uint64
+	StreamFragmentBeforeFirst []uint64
+	// ScratchBusy: matched, but the CPU's copy slot was held by a run the
+	// packet's run had preempted (PREEMPT_RT kernels only).
+	ScratchBusy       uint64
+	StreamScratchBusy []uint64
+
+	// IPv6TooManyExtHeaders: IPv6 packets with more than
+	// MaxIPv6ExtHeaders extension headers, so of unknown protocol and
+	// ports, that a rule matched on everything else and that no rule
+	// matched in full. No stream: the stream hash needs the ports.
+	IPv6TooManyExtHeaders uint64
 }
 
 // Counters sums the per-CPU counters.
 func (c *Classifier) Counters() (Counters, error) {
 	var out [counterMax]uint64
 	for i := range uint32(counterMax) {
-		var perCPU []uint64
-		if err := c.objs.Counters.Lookup(&i, &perCPU); err != nil {
+		v, err := sumPerCPU(c.objs.Counters, i)
+		if err != nil {
 			return Counters{}, fmt.Errorf("read counter %d: %w", i, err)
 		}
-		for _, v := range perCPU {
-			out[i] += v
-		}
+		out[i] = v
 	}
-	perStream := make([]uint64, c.streams)
-	for i := range uint32(c.streams) {
-		var perCPU []uint64
-		if err := c.objs.StreamDrops.Lookup(&i, &perCPU); err != nil {
-			return Counters{}, fmt.Errorf("read stream %d drop counter: %w", i, err)
-		}
-		for _, v := range perCPU {
-			perStream[i] += v
+	var drops [dropMax][]uint64
+	var totals [dropMax]uint64
+	for r := range uint32(dropMax) {
+		drops[r] = make([]uint64, c.streams)
+		for s := range uint32(c.streams) {
+			v, err := sumPerCPU(c.objs.StreamDrops, r*MaxStreams+s)
+			if err != nil {
+				return Counters{}, fmt.Errorf("read stream %d drop counter %d: %w", s, r, err)
+			}
+			drops[r][s] = v
+			totals[r] += v
 		}
 	}
 	return Counters{
-		Seen:                 out[counterSeen],
-		Matched:              out[counterMatched],
-		MatchedBytes:         out[counterMatchedBytes],
-		RingBufferFull:       out[counterRingbufFull],
-		StreamRingBufferFull: perStream,
+		Seen:                      out[counterSeen],
+		Matched:                   out[counterMatched],
+		MatchedBytes:              out[counterMatchedBytes],
+		RingBufferFull:            totals[dropRingbufFull],
+		StreamRingBufferFull:      drops[dropRingbufFull],
+		FragmentBeforeFirst:       totals[dropFragmentBeforeFirst],
+		StreamFragmentBeforeFirst: drops[dropFragmentBeforeFirst],
+		ScratchBusy:               totals[dropScratchBusy],
+		StreamScratchBusy:         drops[dropScratchBusy],
+		IPv6TooManyExtHeaders:     out[counterIPv6TooDeep],
 	}, nil
+}
+
+func sumPerCPU(m *ebpf.Map, key uint32) (uint64, error) {
+	var perCPU []uint64
+	if err := m.Lookup(&key, &perCPU); err != nil {
+		return 0, err
+	}
+	var sum uint64
+	for _, v := range perCPU {
+		sum += v
+	}
+	return sum, nil
 }
 
 // Close unloads the programs and frees the maps. Attached programs stay

@@ -12,7 +12,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/pano-observability/pano/agent/filter"
-	"github.com/pano-observability/pano/agent/flowhash"
+	"github.com/pano-observability/pano/internal/flowhashtest"
 	"github.com/pano-observability/pano/internal/testenv"
 )
 
@@ -48,7 +48,7 @@ func streamOf(t *testing.T, c *Classifier, rd *ringbuf.Reader, prog *ebpf.Progra
 }
 
 type testFlow struct {
-	flowhash.Flow
+	flowhashtest.Flow
 	v6 bool
 }
 
@@ -108,7 +108,7 @@ func TestClassifierStreamsSymmetric(t *testing.T) {
 		}
 		out := streamOf(t, c, rd, c.Egress(), f.packet(false, vlans))
 		back := streamOf(t, c, rd, c.Ingress(), f.packet(true, vlans))
-		want := flowhash.Stream(f.Flow, n)
+		want := flowhashtest.Stream(f.Flow, n)
 		if out != back || out != want {
 			t.Fatalf("%+v: stream %d one way, %d the other, Go reference %d", f, out, back, want)
 		}
@@ -142,7 +142,7 @@ func TestClassifierStreamsFragments(t *testing.T) {
 		sport := uint16(20000 + i*37)
 		id := uint16(1000 + i)
 		var first, later []byte
-		f := flowhash.Flow{SrcPort: 53, DstPort: sport, Proto: 17}
+		f := flowhashtest.Flow{SrcPort: 53, DstPort: sport, Proto: 17}
 		if i%2 == 0 {
 			f.Src, f.Dst = netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
 			first = frame(nil, ipv4("198.18.0.2", "198.18.0.1", 17, id, 0, true, 0, l4(53, sport, 1472)), 0x0800)
@@ -154,7 +154,7 @@ func TestClassifierStreamsFragments(t *testing.T) {
 		}
 		s1 := streamOf(t, c, rd, c.Ingress(), first)
 		s2 := streamOf(t, c, rd, c.Ingress(), later)
-		if want := flowhash.Stream(f, n); s1 != want || s2 != want {
+		if want := flowhashtest.Stream(f, n); s1 != want || s2 != want {
 			t.Fatalf("datagram %d: first fragment in stream %d, later one in %d; the flow's stream is %d", i, s1, s2, want)
 		}
 		seen[s1] = true
@@ -184,7 +184,7 @@ func TestClassifierOneStream(t *testing.T) {
 func TestClassifierStreamRingBufferFull(t *testing.T) {
 	const n = 4
 	c, _ := loadStreams(t, "udp,53", n)
-	f := flowhash.Flow{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 53, Proto: 17}
+	f := flowhashtest.Flow{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2"), SrcPort: 40000, DstPort: 53, Proto: 17}
 	pkt := frame(nil, ipv4("198.18.0.1", "198.18.0.2", 17, 1, 0, false, 0, l4(40000, 53, 1400)), 0x0800)
 	if _, err := c.Egress().Run(&ebpf.RunOptions{Data: pkt, Repeat: 1000}); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestClassifierStreamRingBufferFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := flowhash.Stream(f, n)
+	want := flowhashtest.Stream(f, n)
 	if cnt.RingBufferFull == 0 || len(cnt.StreamRingBufferFull) != n {
 		t.Fatalf("counters %+v", cnt)
 	}

@@ -21,6 +21,16 @@ const Namespace = "pano_agent"
 const (
 	DropRingBufferFull  = "ring_buffer_full"  // the kernel could not queue the packet for the agent
 	DropClientQueueFull = "client_queue_full" // a PCAP-over-TCP client fell behind (per client in pcap_over_tcp_client_packets_dropped_total)
+	// A later fragment of a captured datagram that arrived before the
+	// datagram's first fragment (counted when the first one arrives).
+	DropFragmentBeforeFirst = "fragment_before_first"
+	// An IPv6 packet with more extension headers than the classifier
+	// follows: protocol and ports unknown, no rule could match it in
+	// full, one would have on direction and addresses. No stream.
+	DropIPv6TooManyExtHeaders = "ipv6_too_many_ext_headers"
+	// The CPU's copy buffer was held by a run of the classifier that this
+	// one preempted (PREEMPT_RT kernels only).
+	DropCPUBufferBusy = "cpu_buffer_busy"
 )
 
 // StreamLabel names the PCAP-over-TCP stream ("0".."N-1") on per-stream
@@ -59,7 +69,9 @@ func NewCollector(src Sources) prometheus.Collector {
 		captured:      prometheus.NewDesc(name("packets_captured_total"), "Packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
 		capturedBytes: prometheus.NewDesc(name("captured_bytes_total"), "Original (untruncated) bytes of the packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
 		duplicates:    prometheus.NewDesc(name("packets_deduplicated_total"), "Packets dropped as duplicates of one seen on another interface within the deduplication window.", nil, nil),
-		dropped: prometheus.NewDesc(name("packets_dropped_total"), "Packets lost, by reason: ring_buffer_full (kernel to agent), client_queue_full (agent to a PCAP-over-TCP client, summed over the stream's clients); "+
+		dropped: prometheus.NewDesc(name("packets_dropped_total"), "Packets lost, by reason: ring_buffer_full (kernel to agent), client_queue_full (agent to a PCAP-over-TCP client, summed over the stream's clients), "+
+			"fragment_before_first (a later fragment of a captured datagram came before its first), cpu_buffer_busy (the CPU's copy buffer was in use, PREEMPT_RT only), "+
+			"ipv6_too_many_ext_headers (more IPv6 extension headers than the classifier follows, so protocol and ports unknown; stream empty); "+
 			"by the stream they were meant for.", []string{"reason", StreamLabel}, nil),
 		ringUsed: prometheus.NewDesc(name("ring_buffer_used_bytes"), "Bytes waiting in the kernel-to-agent ring buffer.", nil, nil),
 		ringSize: prometheus.NewDesc(name("ring_buffer_size_bytes"), "Size of the kernel-to-agent ring buffer.", nil, nil),
@@ -86,9 +98,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		counter(c.seen, k.Seen)
 		counter(c.matched, k.Matched)
-		for i, v := range k.StreamRingBufferFull {
-			counter(c.dropped, v, DropRingBufferFull, strconv.Itoa(i))
+		for reason, byStream := range map[string][]uint64{
+			DropRingBufferFull:      k.StreamRingBufferFull,
+			DropFragmentBeforeFirst: k.StreamFragmentBeforeFirst,
+			DropCPUBufferBusy:       k.StreamScratchBusy,
+		} {
+			for i, v := range byStream {
+				counter(c.dropped, v, reason, strconv.Itoa(i))
+			}
 		}
+		// The stream hash needs the ports these packets hide.
+		counter(c.dropped, k.IPv6TooManyExtHeaders, DropIPv6TooManyExtHeaders, "")
 	}
 	st := c.src.Reader()
 	for i, s := range st.Streams {

@@ -1,4 +1,4 @@
-package flowhash
+package flowhashtest
 
 import (
 	"math/rand/v2"

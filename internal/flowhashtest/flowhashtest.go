@@ -1,14 +1,16 @@
-// Package flowhash is the classifier's flow hash in Go: which of N
-// PCAP-over-TCP streams a packet goes to. The classifier computes it in
-// the kernel (capture.c, flow_stream); this copy is the reference its
-// tests are held to, and lets a tool tell which stream carries a flow.
+// Package flowhashtest is the reference model of the classifier's flow
+// hash, in Go: which of N PCAP-over-TCP streams a packet goes to. The
+// classifier computes it in the kernel (agent/bpf/capture.c,
+// flow_stream); the tests of agent/bpf, agent and internal/e2etest hold
+// it to this copy. Only tests import it: the agent itself never needs
+// the hash outside the kernel.
 //
 // The hash is symmetric: both directions of a conversation map to the
 // same stream. Each endpoint (address, port) is hashed on its own and the
 // two endpoint hashes are combined smaller first. Packets without ports
 // hash with port 0. Later fragments of a datagram are not hashed by the
 // classifier: they take their first fragment's stream.
-package flowhash
+package flowhashtest
 
 import (
 	"encoding/binary"
