@@ -13,7 +13,7 @@ KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:
 FLP_BIN   := $(CACHE)/bin/flowlogs-pipeline
 KAFKA_DIR := $(CACHE)/kafka-$(KAFKA_VERSION)
 
-.PHONY: all build test test-go lint tools generate bench bench-capture bench-zeek-flood clean
+.PHONY: all build test test-go lint tools generate bench bench-capture bench-gomaxprocs bench-zeek-flood clean
 
 all: build
 
@@ -51,6 +51,10 @@ bench: tools
 ## bench-capture: agent vs tcpdump on the same dnsperf traffic, then a flood (root)
 bench-capture:
 	$(GO) test -run '^$$' -bench '^BenchmarkCapture$$' -benchtime 1x -count 1 -timeout 10m ./agent/
+
+## bench-gomaxprocs: the agent with 4 streams under a rising flood, GOMAXPROCS=1 vs one thread per CPU (root)
+bench-gomaxprocs:
+	$(GO) test -run '^$$' -bench '^BenchmarkStreamsGOMAXPROCS$$' -benchtime 1x -count 1 -timeout 10m ./agent/
 
 ## bench-zeek-flood: Zeek's peak RSS under 100,000 unanswered DNS queries/s for 30 s through the agent (root, Zeek 8.0)
 bench-zeek-flood:

@@ -54,7 +54,7 @@ func runCaptureBench(b *testing.B) {
 	restore := enableBPFStats(b)
 	defer restore()
 
-	ag := startAgentProcess(b, ns.HostIf)
+	ag := startAgentProcess(b, ns.HostIf, 1)
 	var out strings.Builder
 	// Phase 1, twice: tcpdump writing a file (how it is usually run),
 	// then tcpdump writing its pcap stream into a TCP socket, which is
@@ -95,9 +95,20 @@ func runCaptureBench(b *testing.B) {
 
 	// Phase 2: UDP flood from the namespace, agent alone, rising rates.
 	fmt.Fprintf(&out, "\nPhase 2: UDP flood (102-byte frames to port 53, AF_PACKET sendmmsg from the namespace) into the captured veth, 1 s per step, agent alone\n")
-	fmt.Fprintf(&out, "| target pkt/s | sent pkt/s | packets at the hook | packets captured | agent loss | agent CPU s per M packets |\n")
-	fmt.Fprintf(&out, "|---|---|---|---|---|---|\n")
-	send := newFlooder(b, ns)
+	ceiling := floodRamp(b, ag, newFlooder(b, ns), &out)
+	fmt.Fprintf(&out, "\nAgent ceiling at <0.1%% loss: at least %.0f packets/s (the highest rate reached with under 0.1%% lost; %d CPUs shared with the sender, which may be the limit)\n", ceiling, runtime.NumCPU())
+	b.ReportMetric(ceiling, "agent-ceiling-pkt/s")
+	b.Log(out.String())
+	fmt.Print(out.String())
+}
+
+// floodRamp floods the agent's interface at rising rates, 1 s per step,
+// writes a table row per step to out and returns the highest rate that
+// reached the hook and was captured with under 0.1% lost.
+func floodRamp(b *testing.B, ag *agentProcess, send *flooder, out *strings.Builder) float64 {
+	b.Helper()
+	fmt.Fprintf(out, "| target pkt/s | sent pkt/s | packets at the hook | packets captured | agent loss | agent CPU s per M packets | agent CPU (cores) |\n")
+	fmt.Fprintf(out, "|---|---|---|---|---|---|---|\n")
 	ceiling, short := 0.0, 0
 	for _, rate := range []int{100_000, 200_000, 300_000, 400_000, 600_000, 800_000, 1_000_000, 1_500_000} {
 		before := ag.scrape(b)
@@ -114,7 +125,8 @@ func runCaptureBench(b *testing.B) {
 			loss = 1 - float64(captured)/reached
 		}
 		sentRate := float64(sent) / took.Seconds()
-		fmt.Fprintf(&out, "| %d | %.0f | %.0f | %d | %.3f%% | %.2f |\n", rate, sentRate, reached, captured, 100*loss, cpu/float64(max(captured, 1))*1e6)
+		fmt.Fprintf(out, "| %d | %.0f | %.0f | %d | %.3f%% | %.2f | %.2f |\n", rate, sentRate, reached, captured, 100*loss,
+			cpu/float64(max(captured, 1))*1e6, cpu/took.Seconds())
 		if loss < 0.001 {
 			ceiling = max(ceiling, reached/took.Seconds())
 		}
@@ -127,33 +139,34 @@ func runCaptureBench(b *testing.B) {
 			}
 		}
 	}
-	fmt.Fprintf(&out, "\nAgent ceiling at <0.1%% loss: at least %.0f packets/s (the highest rate reached with under 0.1%% lost; %d CPUs shared with the sender, which may be the limit)\n", ceiling, runtime.NumCPU())
-	b.ReportMetric(ceiling, "agent-ceiling-pkt/s")
-	b.Log(out.String())
-	fmt.Print(out.String())
+	return ceiling
 }
 
 // agentProcess is the pano-agent binary under measurement, with a
-// PCAP-over-TCP client counting what it streams.
+// PCAP-over-TCP client per stream counting what it streams.
 type agentProcess struct {
 	cmd      *exec.Cmd
 	metrics  string
 	ifindex  int
-	received atomic.Uint64
+	received atomic.Uint64 // over all streams
 }
 
-func startAgentProcess(b *testing.B, iface string) *agentProcess {
+// startAgentProcess runs the agent on iface with the given number of
+// streams; env adds or overrides settings (KEY=value).
+func startAgentProcess(b *testing.B, iface string, streams int, env ...string) *agentProcess {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "pano-agent")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/pano-agent").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	pcapPort, metricsPort := testenv.FreePort(b), testenv.FreePort(b)
+	pcapPort, metricsPort := freePorts(b, streams), testenv.FreePort(b)
 	a := &agentProcess{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)}
 	a.cmd = exec.Command(bin)
 	a.cmd.Env = append(os.Environ(),
 		"INTERFACES="+iface, "PCA_FILTER=udp,53", "ATTACH_MODE=tcx", "LOG_LEVEL=warn",
+		"PCA_STREAMS="+strconv.Itoa(streams),
 		"PCA_SERVER_PORT="+strconv.Itoa(pcapPort), "METRICS_ADDR="+fmt.Sprintf("127.0.0.1:%d", metricsPort))
+	a.cmd.Env = append(a.cmd.Env, env...)
 	a.cmd.Stderr = os.Stderr
 	if err := a.cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -180,20 +193,48 @@ func startAgentProcess(b *testing.B, iface string) *agentProcess {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rd, conn, err := pcapovertcp.Dial(ctx, fmt.Sprintf("127.0.0.1:%d", pcapPort))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	go func() {
-		for {
-			if _, _, err := rd.ReadPacket(); err != nil {
-				return
-			}
-			a.received.Add(1)
+	for i := range streams {
+		rd, conn, err := pcapovertcp.Dial(ctx, fmt.Sprintf("127.0.0.1:%d", pcapPort+i))
+		if err != nil {
+			b.Fatal(err)
 		}
-	}()
+		b.Cleanup(func() { conn.Close() })
+		go func() {
+			for {
+				if _, _, err := rd.ReadPacket(); err != nil {
+					return
+				}
+				a.received.Add(1)
+			}
+		}()
+	}
 	return a
+}
+
+// freePorts returns the first of n consecutive TCP ports on 127.0.0.1
+// that nothing listened on a moment ago (the streams' ports).
+func freePorts(b *testing.B, n int) int {
+	b.Helper()
+	for range 20 {
+		base := testenv.FreePort(b)
+		if base+n > 65535 {
+			continue
+		}
+		free := true
+		for i := 1; i < n && free; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	b.Fatalf("no %d consecutive free ports", n)
+	return 0
 }
 
 // scrape sums every series of each pano_agent metric family.
