@@ -28,9 +28,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pano-agent:", err)
 		os.Exit(2)
 	}
-	// The capture path is one goroutine; more Go threads only add
-	// hand-offs between it and the client writers (measured: half the
-	// CPU per packet with one). GOMAXPROCS in the environment overrides.
+	// One thread serves 4 streams at the capture ceiling, with less CPU
+	// per packet than two (make bench-gomaxprocs). GOMAXPROCS in the
+	// environment overrides.
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
