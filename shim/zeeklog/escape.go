@@ -1,87 +1,99 @@
 package zeeklog
 
-import "unicode/utf8"
+import (
+	"bytes"
+	"encoding/hex"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
-// plain marks the ASCII bytes a JSON string carries as they are.
-var plain = func() (t [utf8.RuneSelf]bool) {
-	for b := 0x20; b < 0x7f; b++ {
-		t[b] = b != '"' && b != '\\'
-	}
-	return t
-}()
-
-// appendJSONString appends s as a JSON string literal. Bytes that are not
-// valid UTF-8 are written as the text \xHH, which is what Zeek's JSON
-// writer does with binary data. Runs of plain bytes are copied at once.
+// appendJSONString appends s as Zeek's JSON writer writes a string (Zeek
+// 8.0, measured with it in zeek_test.go). JSON's short escapes for '"',
+// '\\', \b, \f, \n, \r and \t; any other control byte, and DEL, as the
+// text \xHH. When s holds any such byte, or a byte that is not UTF-8, or
+// a C1 control, a private-use character of the BMP or one of U+FFF0 to
+// U+FFFF, Zeek writes every byte of the whole string above 0x7f as \xHH
+// too; otherwise such bytes go as they are.
 func appendJSONString(dst, s []byte) []byte {
+	hexAll := needsHex(s)
 	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if plain[b] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
-			}
-			i++
-			start = i
+	start := 0 // of the bytes not yet appended, which go as they are
+	for i, b := range s {
+		if b >= 0x20 && b != '"' && b != '\\' && b != 0x7f && (b < utf8.RuneSelf || !hexAll) {
 			continue
 		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
+		dst = append(dst, s[start:i]...)
+		start = i + 1
+		switch b {
+		case '"', '\\':
+			dst = append(dst, '\\', b)
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
 			dst = append(dst, '\\', '\\', 'x', hexDigits[b>>4], hexDigits[b&0xf])
-			i++
-			start = i
-			continue
 		}
-		i += size
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 
-// unescapeZeek decodes the \xHH sequences Zeek's ASCII writer uses for
-// separators, placeholders and non-printable bytes. Any other backslash is
-// kept as it is. It returns s itself when there is nothing to decode.
+// needsHex reports whether Zeek writes all of s's bytes above 0x7f as
+// \xHH (see appendJSONString).
+func needsHex(s []byte) bool {
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b < 0x20 && b != '\b' && b != '\f' && b != '\n' && b != '\r' && b != '\t' || b == 0x7f {
+				return true
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && n == 1 || r <= 0x9f || r >= 0xe000 && r <= 0xf8ff || r >= 0xfff0 && r <= 0xffff {
+			return true
+		}
+		i += n
+	}
+	return false
+}
+
+// unescapeZeek decodes what Zeek's TSV writer escapes in a value: a
+// backslash as \\, and separators, placeholders, control bytes and
+// bytes that are not UTF-8 as \xHH. Any other backslash is kept. It
+// returns s itself when there is nothing to decode.
 func unescapeZeek(s []byte) []byte {
-	if !containsByte(s, '\\') {
+	i := bytes.IndexByte(s, '\\')
+	if i < 0 {
 		return s
 	}
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' && isHex(s[i+2]) && isHex(s[i+3]) {
-			out = append(out, unhex(s[i+2])<<4|unhex(s[i+3]))
-			i += 3
-			continue
+	out := append(make([]byte, 0, len(s)), s[:i]...)
+	for ; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			if s[i+1] == '\\' {
+				out = append(out, '\\')
+				i++
+				continue
+			}
+			if s[i+1] == 'x' && i+3 < len(s) {
+				var b [1]byte
+				if _, err := hex.Decode(b[:], s[i+2:i+4]); err == nil {
+					out = append(out, b[0])
+					i += 3
+					continue
+				}
+			}
 		}
 		out = append(out, s[i])
 	}
 	return out
-}
-
-func unhex(b byte) byte {
-	switch {
-	case b >= '0' && b <= '9':
-		return b - '0'
-	case b >= 'a' && b <= 'f':
-		return b - 'a' + 10
-	default:
-		return b - 'A' + 10
-	}
 }

@@ -52,17 +52,14 @@ const (
 	Meta
 )
 
-// Parser converts the lines of one log file. Lines starting with '{' are
-// JSON records, lines starting with '#' are TSV header lines, any other
-// non-blank line is a TSV record read with the header seen last (or, before
-// any #fields line, a malformed JSON line).
+// Parser converts the lines of one log file. Lines starting with '#' are
+// TSV header lines. Before any #fields line the log is JSON: every other
+// line that is not blank is a JSON record. After one, it is TSV: every
+// other line that is not empty is a TSV record read with the header seen
+// last (it may start with '{' or be all spaces: Zeek escapes a leading
+// '#' in a value, and nothing else of that kind).
 type Parser struct {
 	tsv tsvHeader
-	// generalOnly turns the TSV fast path (recordPlain) off, leaving the
-	// general converter it falls back to. Only tests set it: such a
-	// parser is the differential oracle the fast path must agree with,
-	// byte for byte.
-	generalOnly bool
 }
 
 // NewParser returns a parser for one log file.
@@ -75,22 +72,20 @@ func NewParser() *Parser {
 // writer would have written it) and returns it with the record's uid.
 func (p *Parser) Parse(dst, line []byte) (out []byte, uid string, typ LineType, err error) {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
-	if len(bytes.TrimSpace(line)) == 0 {
-		return dst, "", Meta, nil
-	}
 	switch {
-	case line[0] == '{' || p.tsv.fields == nil && line[0] != '#':
-		// Without a TSV header, the file is a JSON log.
+	case len(line) > 0 && line[0] == '#':
+		return dst, "", Meta, p.tsv.meta(line)
+	case len(line) > 0 && p.tsv.fields != nil:
+		out, uid, err = p.tsv.record(dst, line)
+		return out, uid, Record, err
+	case len(bytes.Trim(line, " \t\r\n")) == 0: // JSON's white space
+		return dst, "", Meta, nil
+	default:
 		uid, err = ValidateJSON(line)
 		if err != nil {
 			return dst, "", Record, err
 		}
 		return append(dst, line...), uid, Record, nil
-	case line[0] == '#':
-		return dst, "", Meta, p.tsv.meta(line)
-	default:
-		out, uid, err = p.tsv.record(dst, line, p.generalOnly)
-		return out, uid, Record, err
 	}
 }
 

@@ -20,6 +20,7 @@ func TestJSONUnchanged(t *testing.T) {
 		{`{"ts":1.5,"uid":"Cabc","id.orig_h":"10.0.0.1"}`, "Cabc"},
 		{` { "a.b.c" : 0.0006518363952636719 , "n":{"x.y":1,"z":{"w":"v"}} } `, ""},
 		{`{"uid":"C\u0041b","k\u002ey":-1e-5}`, "CAb"},
+		{`{"u\u0069d":"Cesc","uid":"Csecond"}`, "Cesc"},
 		{`{}`, ""},
 		{`{"arr":[{"in.ner":1},[],[[2]]],"n":{"uid":"inner"}}`, ""},
 		{`{"uid":7}`, ""},
@@ -38,23 +39,23 @@ func TestJSONUnchanged(t *testing.T) {
 
 func TestValidateJSONRejects(t *testing.T) {
 	bad := map[string]string{
-		`[1,2]`:                      KindJSONNotObject,
-		`"x"`:                        KindJSONNotObject,
-		``:                           KindJSONNotObject,
-		`{"a":1`:                     KindJSONSyntax,
-		`{"a":1}}`:                   KindJSONSyntax,
-		`{"a":01}`:                   KindJSONSyntax,
-		`{"a":1.}`:                   KindJSONSyntax,
-		`{"a":tru}`:                  KindJSONSyntax,
-		`{"a":"x\q"}`:                KindJSONSyntax,
-		"{\"a\":\"x\ty\"}":           KindJSONSyntax,
-		`{a:1}`:                      KindJSONSyntax,
-		`{"a":1,}`:                   KindJSONSyntax,
-		`{"a":[1,]}`:                 KindJSONSyntax,
-		`{"a" 1}`:                    KindJSONSyntax,
-		`{"a":"\u12"}`:               KindJSONSyntax,
-		strings.Repeat(`{"a":`, 100): KindJSONSyntax,
-		`{"a":` + strings.Repeat(`[`, 100) + strings.Repeat(`]`, 100) + `}`: KindJSONSyntax,
+		`[1,2]`:                                  KindJSONNotObject,
+		`"x"`:                                    KindJSONNotObject,
+		``:                                       KindJSONNotObject,
+		`{"a":1`:                                 KindJSONSyntax,
+		`{"a":1}}`:                               KindJSONSyntax,
+		`{"a":01}`:                               KindJSONSyntax,
+		`{"a":1.}`:                               KindJSONSyntax,
+		`{"a":tru}`:                              KindJSONSyntax,
+		`{"a":"x\q"}`:                            KindJSONSyntax,
+		"{\"a\":\"x\ty\"}":                       KindJSONSyntax,
+		`{a:1}`:                                  KindJSONSyntax,
+		`{"a":1,}`:                               KindJSONSyntax,
+		`{"a":[1,]}`:                             KindJSONSyntax,
+		`{"a" 1}`:                                KindJSONSyntax,
+		`{"a":"\u12"}`:                           KindJSONSyntax,
+		strings.Repeat(`{"a":`, 100):             KindJSONSyntax,
+		`{"a":` + strings.Repeat(`[`, 100) + `}`: KindJSONSyntax,
 	}
 	for in, kind := range bad {
 		if _, err := ValidateJSON([]byte(in)); ErrorKind(err) != kind {
@@ -163,19 +164,26 @@ func TestTSVHeaderHandling(t *testing.T) {
 			t.Fatalf("%s: %v", l, err)
 		}
 	}
-	out, _, _, err := p.Parse(nil, []byte(`x\x7cy\x2d|1;2|EMPTY|EMPTY|-7|.5`))
+	// Zeek's TSV escapes (\\ for a backslash, \xHH) decoded; the
+	// string written as Zeek's JSON writer does (see appendJSONString).
+	for in, want := range map[string]string{
+		`x\x7cy\x2d|1;2|EMPTY|EMPTY|-7|.5`:                    `{"a.b":"x|y-","s":[1,2],"v":[],"e":"","i":-7,"d":0.5}`,
+		`NONE|NONE|a;NONE|\x5c\x00\xff|0|1e3`:                 `{"v":["a",null],"e":"\\\\x00\\xff","i":0,"d":1000}`,
+		`\\x41\\|NONE|(empty);NONE;\x3b|caf\xc3\xa9\t"|0|inf`: `{"a.b":"\\x41\\","v":["(empty)",null,";"],"e":"café\\t\"","i":0,"d":null}`,
+		`NONE|NONE|NONE|\x0a\x0d\x08\x0c|NONE|-inf`:           `{"e":"\n\r\b\f","d":null}`,
+		`NONE|NONE|NONE|\x01\xc3\xa9|NONE|300.000000`:         `{"e":"\\x01\\xc3\\xa9","d":300}`,
+	} {
+		out, _, _, err := p.Parse(nil, []byte(in))
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if string(out) != want {
+			t.Errorf("%s:\n got %s\nwant %s", in, out, want)
+		}
+	}
+	out, _, _, err := p.Parse(nil, []byte(`NONE|NONE|a;NONE|\x5c\x00\xff|0|1e3`))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if want := `{"a.b":"x|y-","s":[1,2],"v":[],"e":"","i":-7,"d":0.5}`; string(out) != want {
-		t.Fatalf("got %s want %s", out, want)
-	}
-	out, _, _, err = p.Parse(nil, []byte(`NONE|NONE|a;NONE|\x5c\x00\xff|0|1e3`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"v":["a",null],"e":"\\\u0000\\xff","i":0,"d":1e3}`; string(out) != want {
-		t.Fatalf("got %s want %s", out, want)
 	}
 
 	// Restoring the saved header lines gives the same conversion.
@@ -189,11 +197,13 @@ func TestTSVHeaderHandling(t *testing.T) {
 	}
 
 	for in, kind := range map[string]string{
-		"a|1|b|c|1":     KindTSVColumns,
-		"a|1|b|c|1|2|3": KindTSVColumns,
-		"a|x|b|c|1|2":   KindTSVValue,
-		"a|1|b|c|1.5|2": KindTSVValue,
-		"a|1|b|c|1|inf": KindTSVValue,
+		"a|1|b|c|1":       KindTSVColumns,
+		"a|1|b|c|1|2|3":   KindTSVColumns,
+		"a|x|b|c|1|2":     KindTSVValue,
+		"a|1|b|c|1.5|2":   KindTSVValue,
+		"a|1|b|c|1|1e999": KindTSVValue,
+		"a|1|b|c|1|0x":    KindTSVValue,
+		"a|1;-1|b|c|1|2":  KindTSVValue,
 	} {
 		if _, _, _, err := p.Parse(nil, []byte(in)); ErrorKind(err) != kind {
 			t.Errorf("%q: %v, want %s", in, err, kind)
