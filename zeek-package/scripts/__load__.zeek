@@ -4,6 +4,9 @@
 ##! - dns-options: DNS settings for busy resolvers.
 ##! - dns-rtt: a response time for every DNS response, not only those
 ##!   carrying answers.
+##! - http-timing: http.log's response_time, request to first reply.
+##! - tls-handshake: ssl.log's handshake_time, and the server
+##!   certificate's expiry, subject and DNS names (no join with x509.log).
 ##! - forwarded-logs: which logs the shim forwards, and optionally only
 ##!   those are written.
 ##! - log-rotation: logs rotate hourly; a restarted Zeek rotates the
@@ -15,5 +18,7 @@
 @load ./json-logs
 @load ./dns-options
 @load ./dns-rtt
+@load ./http-timing
+@load ./tls-handshake
 @load ./forwarded-logs
 @load ./log-rotation

@@ -1,17 +1,20 @@
-##! The logs PANO's shim forwards to Kafka (one topic per log): dns by
-##! default; http, ssl, sip and ldap are there when added to
+##! The logs PANO's shim forwards to Kafka (one topic per log): dns, http
+##! and ssl by default; sip and ldap are there when added to
 ##! Pano::forwarded_logs (and to the shim's -logs).
 ##!
 ##! With Pano::only_forwarded_logs=T, every other log stream is disabled,
-##! which saves a busy DNS sensor the cost of writing conn.log and friends.
+##! which saves a busy sensor the cost of writing conn.log and friends.
 ##! The reporter log stays: it explains stream outages of the packet source.
+##! Disabling a stream stops only its writes: the analyses behind it go on.
+##! So ssl.log's server_cert_* fields (tls-handshake.zeek), which come from
+##! the x509 file analysis, are there without x509.log and files.log.
 
 module Pano;
 
 export {
 	## Log paths the shim reads. A path also covers its "<path>_*"
 	## companions (ldap covers ldap_search).
-	const forwarded_logs: set[string] = { "dns" } &redef;
+	const forwarded_logs: set[string] = { "dns", "http", "ssl" } &redef;
 
 	## Disable every log stream whose path is not in forwarded_logs.
 	const only_forwarded_logs = F &redef;
