@@ -17,6 +17,8 @@ BUILDS=(
 	shim:pano-shim:local
 	dnsperf1:pano-dnsperf:local
 	dns-local1:pano-dns-local:local
+	web:pano-web:local
+	webload:pano-webload:local
 )
 
 pull=1
@@ -61,7 +63,7 @@ docker buildx version >/dev/null 2>&1 ||
 	need "the docker buildx plugin (BuildKit) is missing; the Go images use BuildKit cache mounts" \
 		"install the docker-buildx-plugin package: https://docs.docker.com/build/install-buildx/"
 
-compose=(docker compose --profile online --profile offline)
+compose=(docker compose --profile online --profile offline --profile web)
 step="reading docker-compose.yml"
 "${compose[@]}" config --quiet
 

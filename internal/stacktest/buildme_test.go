@@ -66,7 +66,7 @@ func TestBuildMeBuildsEveryImage(t *testing.T) {
 		t.Errorf("build-me.sh ran %d builds %v for %d images", len(builds), builds, len(images))
 	}
 	for image, service := range images {
-		if !strings.Contains(r.calls, "compose --profile online --profile offline build "+service+"\n") {
+		if !strings.Contains(r.calls, "compose --profile online --profile offline --profile web build "+service+"\n") {
 			t.Errorf("no build of service %s (%s); calls:\n%s", service, image, r.calls)
 		}
 		if !strings.Contains(r.output, image) {

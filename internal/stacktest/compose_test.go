@@ -106,6 +106,7 @@ func TestComposeLoadsWithoutErrorsOrWarnings(t *testing.T) {
 		{"default profiles from .env", nil},
 		{"online", []string{"online"}},
 		{"offline", []string{"offline"}},
+		{"web", []string{"web"}},
 		{"all profiles", []string{"*"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,8 +172,9 @@ func TestComposeProfilesSelectTheLoad(t *testing.T) {
 		profiles      []string
 		want, without []string
 	}{
-		{"default (.env)", nil, []string{"dnsperf1", "dnsperf2"}, []string{"dns-local1", "dns-local2", "dnsperf-local1", "dnsperf-local2"}},
-		{"offline", []string{"offline"}, []string{"dns-local1", "dns-local2", "dnsperf-local1", "dnsperf-local2"}, []string{"dnsperf1", "dnsperf2"}},
+		{"default (.env)", nil, []string{"dnsperf1", "dnsperf2"}, []string{"dns-local1", "dns-local2", "dnsperf-local1", "dnsperf-local2", "web", "webload"}},
+		{"offline", []string{"offline"}, []string{"dns-local1", "dns-local2", "dnsperf-local1", "dnsperf-local2"}, []string{"dnsperf1", "dnsperf2", "web", "webload"}},
+		{"web", []string{"web"}, []string{"web", "webload"}, []string{"dnsperf1", "dnsperf2", "dns-local1", "dnsperf-local1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _, err := loadCompose(t, testenv.RepoRoot(t), tc.profiles, nil)

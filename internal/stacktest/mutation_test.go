@@ -55,7 +55,7 @@ func copyStack(t *testing.T) string {
 	src := testenv.RepoRoot(t)
 	dst := t.TempDir()
 	for _, p := range []string{"docker-compose.yml", ".env", "build-me.sh", "go.mod", "tools/kafka/pom.xml",
-		"fl-pipeline-config", "prometheus", "grafana", "zeek-package", "demo1"} {
+		"fl-pipeline-config", "prometheus", "grafana", "zeek-package", "demo1", "demo2"} {
 		err := filepath.WalkDir(filepath.Join(src, p), func(path string, d fs.DirEntry, err error) error {
 			if errors.Is(err, fs.ErrNotExist) && path != filepath.Join(src, p) {
 				return nil // a file that vanished while copying (an editor's temporary)
@@ -115,6 +115,7 @@ var wiringChecks = map[string]func(testing.TB, string){
 	"Grafana":       checkWiringGrafana,
 	"PortsDistinct": checkWiringPortsDistinct,
 	"OfflineLoad":   checkWiringOfflineLoad,
+	"WebLoad":       checkWiringWebLoad,
 }
 
 // The wiring checks pass on an unchanged copy of the stack and fail, naming
@@ -151,6 +152,13 @@ func TestWiringDetectsDisagreements(t *testing.T) {
 		{"offline load at the wrong address", "docker-compose.yml", "DNSPERF_SERVER: ${DNS_LOCAL2_ADDR:-198.18.53.54}", "DNSPERF_SERVER: 198.18.53.55", "OfflineLoad", "queries 198.18.53.55"},
 		{"offline server outside its subnet", "docker-compose.yml", "ipv4_address: ${DNS_LOCAL1_ADDR:-198.18.53.53}", "ipv4_address: 198.18.54.53", "OfflineLoad", "outside"},
 		{"offline bridge not captured", "docker-compose.yml", "com.docker.network.bridge.name: pano-dns0", "com.docker.network.bridge.name: br-pano", "OfflineLoad", "does not capture"},
+		{"web load at the wrong address", "docker-compose.yml", "WEBLOAD_TARGET: 198.18.80.80", "WEBLOAD_TARGET: 198.18.80.81", "WebLoad", "webload loads 198.18.80.81"},
+		{"web server outside its subnet", "docker-compose.yml", "ipv4_address: 198.18.80.80", "ipv4_address: 198.18.81.80", "WebLoad", "outside the subnet"},
+		{"agent filter without https", "docker-compose.yml", `PCA_FILTER: "udp,53;tcp,53;tcp,80;tcp,443"`, `PCA_FILTER: "udp,53;tcp,53;tcp,80"`, "WebLoad", "does not keep TCP port 443"},
+		{"web bridge not captured", "docker-compose.yml", "com.docker.network.bridge.name: pano-web0", "com.docker.network.bridge.name: br-web", "WebLoad", "does not capture"},
+		{"nginx on another TLS port", "demo2/nginx.conf", "listen 443 ssl http2 default_server;", "listen 8443 ssl http2 default_server;", "WebLoad", "TLS ports [443 8443]"},
+		{"web health check elsewhere", "docker-compose.yml", "GET /nginx_status HTTP", "GET /status HTTP", "WebLoad", "health check asks"},
+		{"webload setting nobody reads", "docker-compose.yml", `WEBLOAD_RATE: "100"`, `WEBLOAD_QPS: "100"`, "WebLoad", "never reads"},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			root := copyStack(t)

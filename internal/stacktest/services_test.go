@@ -12,11 +12,11 @@ import (
 	"github.com/pano-observability/pano/internal/testenv"
 )
 
-// isLoadGenerator tells the demo's dnsperf instances, the only services
-// allowed to run without a health check: nothing waits for them and they
-// hold no state.
+// isLoadGenerator tells the demo's load (dnsperf, demo2's webload), the
+// only services allowed to run without a health check: nothing waits for
+// them and they hold no state.
 func isLoadGenerator(s types.ServiceConfig) bool {
-	return strings.HasPrefix(s.Image, "pano-dnsperf:")
+	return strings.HasPrefix(s.Image, "pano-dnsperf:") || strings.HasPrefix(s.Image, "pano-webload:")
 }
 
 // isOneShot tells a service that runs once and exits (kafka-init).
@@ -30,14 +30,29 @@ func isOfflineServer(s types.ServiceConfig) bool {
 	return strings.HasPrefix(s.Image, "pano-dns-local:")
 }
 
+// webNetwork is the bridge of demo2's web server.
+const webNetwork = "pano-web"
+
+// ownBridge returns the network of a server that sits on a bridge of its
+// own: the offline DNS servers, demo2's web server.
+func ownBridge(s types.ServiceConfig) (string, bool) {
+	switch {
+	case isOfflineServer(s):
+		return offlineNetwork, true
+	case strings.HasPrefix(s.Image, "pano-web:"):
+		return webNetwork, true
+	}
+	return "", false
+}
+
 func TestComposeServicesUseHostNetworking(t *testing.T) {
 	p := mustLoad(t, testenv.RepoRoot(t))
 	for name, s := range p.Services {
-		if isOfflineServer(s) {
-			// The offline DNS servers sit on their own bridge, so that the
-			// load crosses an Ethernet interface the agent captures.
-			if s.NetworkMode != "" || len(s.Networks) != 1 || s.Networks[offlineNetwork] == nil || s.Networks[offlineNetwork].Ipv4Address == "" {
-				t.Errorf("%s: want only network %s with a fixed address, got network_mode %q networks %v", name, offlineNetwork, s.NetworkMode, s.Networks)
+		if nw, ok := ownBridge(s); ok {
+			// The demo's local servers sit on their own bridge, so that
+			// the load crosses an Ethernet interface the agent captures.
+			if s.NetworkMode != "" || len(s.Networks) != 1 || s.Networks[nw] == nil || s.Networks[nw].Ipv4Address == "" {
+				t.Errorf("%s: want only network %s with a fixed address, got network_mode %q networks %v", name, nw, s.NetworkMode, s.Networks)
 			}
 			continue
 		}
@@ -132,6 +147,7 @@ func TestComposeHealthChecksAndOrder(t *testing.T) {
 		{"grafana", "prometheus", types.ServiceConditionHealthy},
 		{"dnsperf-local1", "dns-local1", types.ServiceConditionHealthy},
 		{"dnsperf-local2", "dns-local2", types.ServiceConditionHealthy},
+		{"webload", "web", types.ServiceConditionHealthy},
 	} {
 		if d, ok := p.Services[c[0]].DependsOn[c[1]]; !ok || d.Condition != c[2] {
 			t.Errorf("%s must depend on %s with %s", c[0], c[1], c[2])
