@@ -1,8 +1,9 @@
 // Package flpconfig holds no code: its tests load PANO's flowlogs-pipeline
-// configurations with flowlogs-pipeline's own parser and run sample dns.log
-// records through flowlogs-pipeline's own decoder, transform and Prometheus
-// encoder, at the version go.mod pins, so that a schema or behaviour drift
-// fails here first.
+// configurations with flowlogs-pipeline's own parser and run sample dns.log,
+// http.log and ssl.log records through flowlogs-pipeline's own decoder,
+// transforms and Prometheus encoders, wired as the configuration's pipeline
+// graph wires them, at the version go.mod pins, so that a schema or
+// behaviour drift fails here first.
 package flpconfig
 
 import (
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netobserv/flowlogs-pipeline/pkg/api"
 	"github.com/netobserv/flowlogs-pipeline/pkg/config"
@@ -94,7 +96,9 @@ func stage(t *testing.T, root config.Root, name string) config.StageParam {
 
 func TestConfigsParseWithFlowlogsPipelineParser(t *testing.T) {
 	for _, c := range []struct {
-		path, ingest string
+		path string
+		// ingest stage -> the topic it reads.
+		ingests map[string]string
 		// The original names no consumer group (flowlogs-pipeline then
 		// uses $HOSTNAME); the benchmark sets one per run.
 		groupID bool
@@ -102,8 +106,8 @@ func TestConfigsParseWithFlowlogsPipelineParser(t *testing.T) {
 		// flowlogs-pipeline's defaults (0).
 		queue, batchMaxLen int
 	}{
-		{mainConfig, "ingest_dns", true, 10000, 5000},
-		{originalConfig, "ingest", false, 0, 0},
+		{mainConfig, map[string]string{"ingest_dns": "dns", "ingest_http": "http", "ingest_ssl": "ssl"}, true, 10000, 5000},
+		{originalConfig, map[string]string{"ingest": "dns"}, false, 0, 0},
 	} {
 		path := c.path
 		t.Run(path, func(t *testing.T) {
@@ -124,26 +128,112 @@ func TestConfigsParseWithFlowlogsPipelineParser(t *testing.T) {
 					t.Errorf("stage %+v refers to an undefined stage", s)
 				}
 			}
-			ing := stage(t, root, c.ingest).Ingest
-			if ing == nil || ing.Type != "kafka" || ing.Kafka == nil {
-				t.Fatalf("%s is not a kafka ingest: %+v", c.ingest, ing)
+			groups := map[string]string{}
+			var ingests []string
+			for _, p := range root.Parameters {
+				if p.Ingest != nil {
+					ingests = append(ingests, p.Name)
+				}
 			}
-			k := ing.Kafka
-			if !slices.Equal(k.Brokers, []string{"127.0.0.1:9092"}) || k.Topic != "dns" || k.Decoder.Type != api.DecoderJSON {
-				t.Errorf("kafka ingest = %+v, want brokers 127.0.0.1:9092, topic dns, json", k)
+			if !slices.Equal(sortedCopy(ingests), keys(c.ingests)) {
+				t.Errorf("ingest stages %v, want %v", ingests, keys(c.ingests))
 			}
-			if c.groupID && k.GroupID == "" {
-				t.Errorf("kafka ingest has no consumer group")
-			}
-			if k.PullQueueCapacity != c.queue || k.BatchMaxLen != c.batchMaxLen || k.PullMaxBytes != 0 || k.CommitInterval != 0 {
-				t.Errorf("kafka ingest queues: pullQueueCapacity %d, batchMaxLen %d, pullMaxBytes %d, commitInterval %d; want %d, %d, 0, 0",
-					k.PullQueueCapacity, k.BatchMaxLen, k.PullMaxBytes, k.CommitInterval, c.queue, c.batchMaxLen)
+			for name, topic := range c.ingests {
+				ing := stage(t, root, name).Ingest
+				if ing == nil || ing.Type != "kafka" || ing.Kafka == nil {
+					t.Fatalf("%s is not a kafka ingest: %+v", name, ing)
+				}
+				k := ing.Kafka
+				if !slices.Equal(k.Brokers, []string{"127.0.0.1:9092"}) || k.Topic != topic || k.Decoder.Type != api.DecoderJSON {
+					t.Errorf("%s: kafka ingest = %+v, want brokers 127.0.0.1:9092, topic %s, json", name, k, topic)
+				}
+				if c.groupID && k.GroupID == "" {
+					t.Errorf("%s: kafka ingest has no consumer group", name)
+				}
+				// One group per topic: a reader joining or leaving one
+				// topic's group never makes another topic's readers
+				// rebalance.
+				if other, dup := groups[k.GroupID]; dup && k.GroupID != "" {
+					t.Errorf("%s and %s share consumer group %q", name, other, k.GroupID)
+				}
+				groups[k.GroupID] = name
+				if k.PullQueueCapacity != c.queue || k.BatchMaxLen != c.batchMaxLen || k.PullMaxBytes != 0 || k.CommitInterval != 0 {
+					t.Errorf("%s: kafka ingest queues: pullQueueCapacity %d, batchMaxLen %d, pullMaxBytes %d, commitInterval %d; want %d, %d, 0, 0",
+						name, k.PullQueueCapacity, k.BatchMaxLen, k.PullMaxBytes, k.CommitInterval, c.queue, c.batchMaxLen)
+				}
 			}
 			if root.MetricsSettings.Port != 9102 {
 				t.Errorf("metrics port = %d, want 9102", root.MetricsSettings.Port)
 			}
 		})
 	}
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	sort.Strings(out)
+	return out
+}
+
+// Each topic has a branch of its own: the stages reachable from each ingest
+// stage are exactly that protocol's, no stage is shared or unreachable, and
+// each encode stage writes its protocol's prefix only.
+func TestMainConfigBranches(t *testing.T) {
+	root, err := parseFile(mainConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		stages []string
+		prefix string
+	}{
+		"ingest_dns":  {[]string{"encode_dns", "encode_dns_names", "ingest_dns", "label_unanswered"}, "pano_dns_"},
+		"ingest_http": {[]string{"encode_http", "encode_http_hosts", "ingest_http", "label_http_noreply"}, "pano_http_"},
+		"ingest_ssl":  {[]string{"encode_tls", "encode_tls_certs", "ingest_ssl", "label_tls_outcome"}, "pano_tls_"},
+	}
+	children := followers(root)
+	seen := map[string]string{}
+	for ingest, w := range want {
+		var reach []string
+		var walk func(string)
+		walk = func(n string) {
+			if other, ok := seen[n]; ok {
+				t.Errorf("stage %s is reached from %s and %s", n, other, ingest)
+				return
+			}
+			seen[n] = ingest
+			reach = append(reach, n)
+			for _, c := range children[n] {
+				walk(c)
+			}
+		}
+		walk(ingest)
+		if got := sortedCopy(reach); !slices.Equal(got, w.stages) {
+			t.Errorf("%s reaches %v, want %v", ingest, got, w.stages)
+		}
+		for _, n := range reach {
+			if e := stage(t, root, n).Encode; e != nil && (e.Prom == nil || e.Prom.Prefix != w.prefix) {
+				t.Errorf("%s (from %s): prefix %+v, want %s", n, ingest, e.Prom, w.prefix)
+			}
+		}
+	}
+	for _, p := range root.Parameters {
+		if _, ok := seen[p.Name]; !ok {
+			t.Errorf("stage %s is reached from no ingest stage", p.Name)
+		}
+	}
+}
+
+// followers maps each stage to the stages that follow it, in the
+// configuration's order.
+func followers(root config.Root) map[string][]string {
+	out := map[string][]string{}
+	for _, s := range root.Pipeline {
+		if s.Follows != "" {
+			out[s.Follows] = append(out[s.Follows], s.Name)
+		}
+	}
+	return out
 }
 
 func TestParserRejectsStaleSchema(t *testing.T) {
@@ -167,11 +257,13 @@ func TestParserRejectsStaleSchema(t *testing.T) {
 }
 
 // pipelineUnderTest is the main configuration's stages, built with
-// flowlogs-pipeline's own constructors, minus Kafka.
+// flowlogs-pipeline's own constructors and connected as its pipeline graph
+// says, minus Kafka.
 type pipelineUnderTest struct {
-	decoder  decode.Decoder
-	filter   transform.Transformer
-	encoders map[string]*encode.Prometheus
+	decoders     map[string]decode.Decoder // by ingest stage
+	transformers map[string]transform.Transformer
+	encoders     map[string]*encode.Prometheus
+	children     map[string][]string
 }
 
 func buildMain(t *testing.T) *pipelineUnderTest {
@@ -186,41 +278,69 @@ func buildMain(t *testing.T) *pipelineUnderTest {
 	prometheus.DefaultRegisterer, prometheus.DefaultGatherer = reg, reg
 	ops := operational.NewMetrics(&root.MetricsSettings)
 
-	p := &pipelineUnderTest{encoders: map[string]*encode.Prometheus{}}
-	if p.decoder, err = decode.GetDecoder(stage(t, root, "ingest_dns").Ingest.Kafka.Decoder); err != nil {
-		t.Fatal(err)
+	p := &pipelineUnderTest{
+		decoders:     map[string]decode.Decoder{},
+		transformers: map[string]transform.Transformer{},
+		encoders:     map[string]*encode.Prometheus{},
+		children:     followers(root),
 	}
-	if p.filter, err = transform.NewTransformFilter(stage(t, root, "label_unanswered")); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"encode_dns", "encode_dns_names"} {
-		sp := stage(t, root, name)
-		if sp.Encode.Prom.PromConnectionInfo != nil {
-			t.Errorf("%s opens its own metrics server; it must share the global one on :9102", name)
+	for _, sp := range root.Parameters {
+		switch {
+		case sp.Ingest != nil:
+			if p.decoders[sp.Name], err = decode.GetDecoder(sp.Ingest.Kafka.Decoder); err != nil {
+				t.Fatal(err)
+			}
+		case sp.Transform != nil:
+			if sp.Transform.Type != "filter" {
+				t.Fatalf("%s: transform %s; this test builds filters only", sp.Name, sp.Transform.Type)
+			}
+			if p.transformers[sp.Name], err = transform.NewTransformFilter(sp); err != nil {
+				t.Fatal(err)
+			}
+		case sp.Encode != nil:
+			if sp.Encode.Prom.PromConnectionInfo != nil {
+				t.Errorf("%s opens its own metrics server; it must share the global one on :9102", sp.Name)
+			}
+			e, err := encode.NewEncodeProm(ops, sp)
+			if err != nil {
+				t.Fatalf("%s: %v", sp.Name, err)
+			}
+			p.encoders[sp.Name] = e.(*encode.Prometheus)
+		default:
+			t.Fatalf("stage %s: neither ingest, transform nor encode", sp.Name)
 		}
-		e, err := encode.NewEncodeProm(ops, sp)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		p.encoders[name] = e.(*encode.Prometheus)
 	}
 	return p
 }
 
-func (p *pipelineUnderTest) feed(t *testing.T, lines ...string) {
+// feed runs JSON records into the branch of ingest stage ingest, through
+// every stage that follows it, as flowlogs-pipeline would.
+func (p *pipelineUnderTest) feed(t *testing.T, ingest string, lines ...string) {
 	t.Helper()
+	dec, ok := p.decoders[ingest]
+	if !ok {
+		t.Fatalf("no ingest stage %s", ingest)
+	}
+	var send func(stage string, rec config.GenericMap)
+	send = func(stage string, rec config.GenericMap) {
+		for _, next := range p.children[stage] {
+			if tr, ok := p.transformers[next]; ok {
+				out, keep := tr.Transform(rec)
+				if !keep {
+					t.Fatalf("%s dropped %v", next, rec)
+				}
+				send(next, out)
+				continue
+			}
+			p.encoders[next].Encode(rec)
+		}
+	}
 	for _, l := range lines {
-		rec, err := p.decoder.Decode([]byte(l))
+		rec, err := dec.Decode([]byte(l))
 		if err != nil {
 			t.Fatalf("decode %s: %v", l, err)
 		}
-		rec, keep := p.filter.Transform(rec)
-		if !keep {
-			t.Fatalf("the filter dropped %s", l)
-		}
-		for _, e := range p.encoders {
-			e.Encode(rec)
-		}
+		send(ingest, rec)
 	}
 }
 
@@ -234,7 +354,7 @@ func (p *pipelineUnderTest) families(t *testing.T) map[string]*dto.MetricFamily 
 			t.Fatal(err)
 		}
 		for _, mf := range mfs {
-			if strings.HasPrefix(mf.GetName(), "pano_dns_") {
+			if strings.HasPrefix(mf.GetName(), "pano_") && !strings.HasPrefix(mf.GetName(), "pano_flp_") {
 				out[mf.GetName()] = mf
 			}
 		}
@@ -278,7 +398,7 @@ func keys[V any](m map[string]V) []string {
 
 func TestMainConfigMetricsFromRecords(t *testing.T) {
 	p := buildMain(t)
-	p.feed(t,
+	p.feed(t, "ingest_dns",
 		// answered, with and without rtt (stock Zeek omits rtt for NXDOMAIN)
 		`{"ts":1.5,"uid":"C1","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"a.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.00004,"TC":false,"rejected":false}`,
 		`{"ts":1.6,"uid":"C2","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"a.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.003,"TC":false,"rejected":false}`,
@@ -341,31 +461,165 @@ func TestMainConfigMetricsFromRecords(t *testing.T) {
 	}
 }
 
-func TestQueryNameCardinalityCap(t *testing.T) {
+// The unbounded labels (query names, Host headers, TLS server names) have
+// stages of their own with a cap: records beyond it are not counted there,
+// while the per-server metrics still see every record.
+func TestCardinalityCaps(t *testing.T) {
 	root, err := parseFile(mainConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	limit := stage(t, root, "encode_dns_names").Encode.Prom.MaxMetrics
-	if limit <= 0 {
-		t.Fatalf("encode_dns_names has no maxMetrics cap")
+	for _, c := range []struct {
+		stage, ingest string
+		expiry        time.Duration
+		record        string // with %d for a distinct name
+		capped        string // the capped metric
+		main          string // a metric of the same branch without a cap
+		mainKey       string // its series every record counts in
+	}{
+		{"encode_dns_names", "ingest_dns", 5 * time.Minute,
+			`{"uid":"C%[1]d","id_resp_h":"198.18.0.1","query":"n%[1]d.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.001}`,
+			"pano_dns_queries_by_name_total", "pano_dns_queries_total", "qtype=A,rcode=NOERROR,server=198.18.0.1"},
+		{"encode_http_hosts", "ingest_http", 5 * time.Minute,
+			`{"uid":"C%[1]d","id_resp_h":"198.18.1.1","method":"GET","host":"h%[1]d.pano.test","uri":"/","status_code":200,"response_time":0.001,"request_body_len":0,"response_body_len":1}`,
+			"pano_http_requests_by_host_total", "pano_http_requests_total", "method=GET,server=198.18.1.1,status_code=200"},
+		{"encode_tls_certs", "ingest_ssl", 24 * time.Hour,
+			`{"uid":"C%[1]d","id_resp_h":"198.18.2.1","version":"TLSv12","cipher":"TLS_AES","server_name":"s%[1]d.pano.test","established":true,"handshake_time":0.001,"server_cert_not_valid_after":1800000000}`,
+			"pano_tls_cert_not_valid_after_timestamp_seconds", "pano_tls_handshakes_total", "cipher=TLS_AES,outcome=established,server=198.18.2.1,version=TLSv12"},
+	} {
+		t.Run(c.stage, func(t *testing.T) {
+			prom := stage(t, root, c.stage).Encode.Prom
+			if prom.MaxMetrics != 2000 || prom.ExpiryTime.Duration != c.expiry {
+				t.Fatalf("%s: maxMetrics %d, expiryTime %v; want 2000 and %v (README.md)", c.stage, prom.MaxMetrics, prom.ExpiryTime.Duration, c.expiry)
+			}
+			p := buildMain(t)
+			var lines []string
+			for i := 0; i < prom.MaxMetrics+100; i++ {
+				lines = append(lines, fmt.Sprintf(c.record, i))
+			}
+			p.feed(t, c.ingest, lines...)
+			fams := p.families(t)
+			if n := len(fams[c.capped].GetMetric()); n != prom.MaxMetrics {
+				t.Errorf("%s series = %d, want the cap %d", c.capped, n, prom.MaxMetrics)
+			}
+			// The cap is per stage: the branch's other metrics see every record.
+			if v := counterValues(t, fams, c.main)[c.mainKey]; v != float64(len(lines)) {
+				t.Errorf("%s = %v, want %d (the cap must not touch the other stages)", c.main, v, len(lines))
+			}
+		})
 	}
-	if stage(t, root, "encode_dns_names").Encode.Prom.ExpiryTime.Duration <= 0 {
-		t.Fatalf("encode_dns_names has no expiryTime")
-	}
+}
+
+func TestHTTPMetricsFromRecords(t *testing.T) {
 	p := buildMain(t)
-	var lines []string
-	for i := 0; i < limit+100; i++ {
-		lines = append(lines, fmt.Sprintf(`{"uid":"C%d","id_resp_h":"198.18.0.1","query":"n%d.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.001}`, i, i))
-	}
-	p.feed(t, lines...)
+	p.feed(t, "ingest_http",
+		`{"ts":1.5,"uid":"C1","id_orig_h":"198.18.0.2","id_orig_p":40000,"id_resp_h":"198.18.1.1","id_resp_p":80,"trans_depth":1,"method":"GET","host":"www.pano.test","uri":"/","version":"1.1","user_agent":"h2load","request_body_len":0,"response_body_len":612,"status_code":200,"status_msg":"OK","response_time":0.0004}`,
+		`{"ts":1.6,"uid":"C1","id_orig_h":"198.18.0.2","id_orig_p":40000,"id_resp_h":"198.18.1.1","id_resp_p":80,"trans_depth":2,"method":"GET","host":"www.pano.test","uri":"/missing","version":"1.1","request_body_len":0,"response_body_len":153,"status_code":404,"status_msg":"Not Found","response_time":0.0006}`,
+		`{"ts":1.7,"uid":"C2","id_orig_h":"198.18.0.2","id_orig_p":40001,"id_resp_h":"198.18.1.1","id_resp_p":80,"trans_depth":1,"method":"POST","host":"api.pano.test","uri":"/submit","version":"1.1","request_body_len":1000,"response_body_len":20,"status_code":500,"status_msg":"Internal Server Error","response_time":0.25}`,
+		// no Host header (HTTP/1.0): counted everywhere but by host
+		`{"ts":1.8,"uid":"C3","id_orig_h":"198.18.0.3","id_orig_p":40002,"id_resp_h":"198.18.1.2","id_resp_p":8080,"trans_depth":1,"method":"GET","uri":"/","version":"1.0","request_body_len":0,"response_body_len":100,"status_code":200,"status_msg":"OK","response_time":0.02}`,
+		// no reply seen: no status_code, no response_time
+		`{"ts":1.9,"uid":"C4","id_orig_h":"198.18.0.3","id_orig_p":40003,"id_resp_h":"198.18.1.2","id_resp_p":8080,"trans_depth":1,"method":"GET","host":"slow.pano.test","uri":"/hang","version":"1.1","request_body_len":0,"response_body_len":0}`,
+	)
 	fams := p.families(t)
-	if n := len(fams["pano_dns_queries_by_name_total"].GetMetric()); n != limit {
-		t.Errorf("query-name series = %d, want the cap %d", n, limit)
+	assertMap(t, "pano_http_requests_total", counterValues(t, fams, "pano_http_requests_total"), map[string]float64{
+		"method=GET,server=198.18.1.1,status_code=200":  1,
+		"method=GET,server=198.18.1.1,status_code=404":  1,
+		"method=POST,server=198.18.1.1,status_code=500": 1,
+		"method=GET,server=198.18.1.2,status_code=200":  1,
+		"method=GET,server=198.18.1.2,status_code=none": 1,
+	})
+	assertMap(t, "pano_http_request_body_bytes_total", counterValues(t, fams, "pano_http_request_body_bytes_total"),
+		map[string]float64{"server=198.18.1.1": 1000, "server=198.18.1.2": 0})
+	assertMap(t, "pano_http_response_body_bytes_total", counterValues(t, fams, "pano_http_response_body_bytes_total"),
+		map[string]float64{"server=198.18.1.1": 785, "server=198.18.1.2": 100})
+	assertMap(t, "pano_http_requests_by_host_total", counterValues(t, fams, "pano_http_requests_by_host_total"),
+		map[string]float64{"host=www.pano.test": 2, "host=api.pano.test": 1, "host=slow.pano.test": 1})
+	checkTwinHistograms(t, fams, "pano_http_response_time", map[string]histWant{
+		"server=198.18.1.1": {3, 0.251},
+		"server=198.18.1.2": {1, 0.02},
+	})
+}
+
+func TestTLSMetricsFromRecords(t *testing.T) {
+	p := buildMain(t)
+	p.feed(t, "ingest_ssl",
+		// TLS 1.2 with the certificate in the clear, twice: the gauge keeps the last one's.
+		`{"ts":1.1,"uid":"C1","id_orig_h":"198.18.0.2","id_orig_p":40000,"id_resp_h":"198.18.2.1","id_resp_p":443,"version":"TLSv12","cipher":"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256","curve":"x25519","server_name":"www.pano.test","resumed":false,"established":true,"ssl_history":"CsxknGIi","handshake_time":0.002,"server_cert_not_valid_after":1767225600.0,"server_cert_subject":"CN=www.pano.test","server_cert_san_dns":["www.pano.test"]}`,
+		`{"ts":1.2,"uid":"C2","id_orig_h":"198.18.0.2","id_orig_p":40001,"id_resp_h":"198.18.2.1","id_resp_p":443,"version":"TLSv12","cipher":"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256","curve":"x25519","server_name":"www.pano.test","resumed":false,"established":true,"ssl_history":"CsxknGIi","handshake_time":0.004,"server_cert_not_valid_after":1798761600.0,"server_cert_subject":"CN=www.pano.test","server_cert_san_dns":["www.pano.test"]}`,
+		// TLS 1.3: the certificate is encrypted, no expiry on the record.
+		`{"ts":1.3,"uid":"C3","id_orig_h":"198.18.0.2","id_orig_p":40002,"id_resp_h":"198.18.2.1","id_resp_p":443,"version":"TLSv13","cipher":"TLS_AES_256_GCM_SHA384","curve":"x25519","server_name":"api.pano.test","resumed":false,"established":true,"ssl_history":"CsiI","handshake_time":0.001}`,
+		// TLS 1.0 on another server, another name.
+		`{"ts":1.4,"uid":"C4","id_orig_h":"198.18.0.3","id_orig_p":40003,"id_resp_h":"198.18.2.2","id_resp_p":443,"version":"TLSv10","cipher":"TLS_RSA_WITH_AES_128_CBC_SHA","server_name":"old.pano.test","resumed":false,"established":true,"ssl_history":"CsxknGIi","handshake_time":0.003,"server_cert_not_valid_after":1700000000.0,"server_cert_subject":"CN=old.pano.test","server_cert_san_dns":["old.pano.test"]}`,
+		// failed after the ServerHello (client alert), and before it (no version, no cipher).
+		`{"ts":1.5,"uid":"C5","id_orig_h":"198.18.0.3","id_orig_p":40004,"id_resp_h":"198.18.2.2","id_resp_p":443,"version":"TLSv12","cipher":"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256","server_name":"old.pano.test","resumed":false,"established":false,"ssl_history":"CsxkA","last_alert":"bad_certificate","handshake_time":0.005}`,
+		`{"ts":1.6,"uid":"C6","id_orig_h":"198.18.0.3","id_orig_p":40005,"id_resp_h":"198.18.2.2","id_resp_p":443,"server_name":"old.pano.test","resumed":false,"established":false,"ssl_history":"C"}`,
+	)
+	fams := p.families(t)
+	assertMap(t, "pano_tls_handshakes_total", counterValues(t, fams, "pano_tls_handshakes_total"), map[string]float64{
+		"cipher=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,outcome=established,server=198.18.2.1,version=TLSv12": 2,
+		"cipher=TLS_AES_256_GCM_SHA384,outcome=established,server=198.18.2.1,version=TLSv13":                1,
+		"cipher=TLS_RSA_WITH_AES_128_CBC_SHA,outcome=established,server=198.18.2.2,version=TLSv10":          1,
+		"cipher=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,outcome=failed,server=198.18.2.2,version=TLSv12":      1,
+		"cipher=none,outcome=failed,server=198.18.2.2,version=none":                                         1,
+	})
+	mf := fams["pano_tls_cert_not_valid_after_timestamp_seconds"]
+	if mf.GetType() != dto.MetricType_GAUGE {
+		t.Fatalf("pano_tls_cert_not_valid_after_timestamp_seconds: %v, want a gauge", mf.GetType())
 	}
-	// The cap is per stage: the main metrics must still see every record.
-	if v := counterValues(t, fams, "pano_dns_queries_total")["qtype=A,rcode=NOERROR,server=198.18.0.1"]; v != float64(limit+100) {
-		t.Errorf("queries_total = %v, want %d (the name cap must not touch the main metrics)", v, limit+100)
+	certs := map[string]float64{}
+	for _, m := range mf.GetMetric() {
+		certs[labelsOf(m)] = m.GetGauge().GetValue()
+	}
+	assertMap(t, "pano_tls_cert_not_valid_after_timestamp_seconds", certs, map[string]float64{
+		"server=198.18.2.1,server_name=www.pano.test": 1798761600,
+		"server=198.18.2.2,server_name=old.pano.test": 1700000000,
+	})
+	checkTwinHistograms(t, fams, "pano_tls_handshake_time", map[string]histWant{
+		"server=198.18.2.1": {3, 0.007},
+		"server=198.18.2.2": {2, 0.008},
+	})
+}
+
+type histWant struct {
+	count uint64
+	sum   float64 // seconds
+}
+
+// checkTwinHistograms checks base_seconds and its milliseconds twin: the
+// same observations, the client library's default buckets (prometheus.yml
+// depends on that).
+func checkTwinHistograms(t *testing.T, fams map[string]*dto.MetricFamily, base string, want map[string]histWant) {
+	t.Helper()
+	for name, scale := range map[string]float64{base + "_seconds": 1, base + "_milliseconds": 1000} {
+		mf, ok := fams[name]
+		if !ok || mf.GetType() != dto.MetricType_HISTOGRAM {
+			t.Errorf("%s missing or not a histogram", name)
+			continue
+		}
+		got := map[string]*dto.Histogram{}
+		for _, m := range mf.GetMetric() {
+			got[labelsOf(m)] = m.GetHistogram()
+		}
+		if !slices.Equal(keys(got), keys(want)) {
+			t.Errorf("%s series = %v, want %v", name, keys(got), keys(want))
+		}
+		for k, w := range want {
+			h := got[k]
+			if h == nil {
+				continue
+			}
+			if h.GetSampleCount() != w.count || math.Abs(h.GetSampleSum()-w.sum*scale) > 1e-9*scale {
+				t.Errorf("%s{%s}: count %d sum %v, want %d and %v", name, k, h.GetSampleCount(), h.GetSampleSum(), w.count, w.sum*scale)
+			}
+			var les []float64
+			for _, b := range h.GetBucket() {
+				les = append(les, b.GetUpperBound())
+			}
+			if !slices.Equal(les, prometheus.DefBuckets) {
+				t.Errorf("%s buckets = %v, want the client defaults %v (did flowlogs-pipeline start honouring `buckets`? then drop the milliseconds twin and the relabelling in prometheus.yml)", name, les, prometheus.DefBuckets)
+			}
+		}
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package analyticstest checks PANO's analytics half end to end: a dns.log
-// with known content goes through the shim, Kafka, flowlogs-pipeline and
-// Prometheus, and every query of the Grafana dashboard must return what is
-// computed here, independently, from the same records. It also benchmarks
-// the flowlogs-pipeline configuration against the original demo's.
+// (and, in a test of their own, an http.log and an ssl.log) with known
+// content goes through the shim, Kafka, flowlogs-pipeline and Prometheus,
+// and every query of the Grafana dashboards must return what is computed
+// here, independently, from the same records. It also benchmarks the
+// flowlogs-pipeline configuration against the original demo's.
 //
 // This file generates deterministic Zeek dns.log records and tallies them.
 package analyticstest

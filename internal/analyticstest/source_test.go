@@ -40,6 +40,15 @@ type shimSource struct {
 
 func startShim(t *testing.T, root string, k *testenv.Kafka) *shimSource {
 	t.Helper()
+	paths, metricsAddr := runShim(t, root, k, "dns.log")
+	return &shimSource{logPath: paths[0], metricsAddr: metricsAddr}
+}
+
+// runShim builds the shim and runs it on empty logs of the given names (one
+// topic each: dns.log to dns), and returns their paths and the shim's
+// metrics address. It is stopped by t.Cleanup.
+func runShim(t *testing.T, root string, k *testenv.Kafka, logNames ...string) ([]string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "pano-shim")
 	build := exec.Command("go", "build", "-o", bin, "./shim/cmd/pano-shim")
@@ -47,22 +56,24 @@ func startShim(t *testing.T, root string, k *testenv.Kafka) *shimSource {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the shim: %v\n%s", err, out)
 	}
-	s := &shimSource{
-		logPath:     filepath.Join(dir, "logs", "dns.log"),
-		metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-	}
-	if err := os.MkdirAll(filepath.Dir(s.logPath), 0o755); err != nil {
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(s.logPath, nil, 0o644); err != nil {
-		t.Fatal(err)
+	var paths []string
+	for _, name := range logNames {
+		p := filepath.Join(dir, "logs", name)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin,
-		"-shim-logs", s.logPath,
+		"-shim-logs", strings.Join(paths, ","),
 		"-kafka-brokers", k.Bootstrap,
 		"-shim-state-dir", filepath.Join(dir, "state"),
-		"-shim-metrics-addr", s.metricsAddr,
+		"-shim-metrics-addr", metricsAddr,
 	)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -79,25 +90,36 @@ func startShim(t *testing.T, root string, k *testenv.Kafka) *shimSource {
 			t.Logf("--- shim output:\n%s", out.String())
 		}
 	})
-	t.Logf("shim running on %s, metrics on %s", s.logPath, s.metricsAddr)
-	return s
+	t.Logf("shim running on %s, metrics on %s", strings.Join(paths, ", "), metricsAddr)
+	return paths, metricsAddr
 }
 
-func (s *shimSource) Append(t *testing.T, records []Record) {
+// appendLines appends lines, each followed by a newline, to the log at path
+// in one write.
+func appendLines(t *testing.T, path string, lines [][]byte) {
 	t.Helper()
-	f, err := os.OpenFile(s.logPath, os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	var b strings.Builder
-	for _, r := range records {
-		b.Write(r.ZeekJSON())
+	for _, l := range lines {
+		b.Write(l)
 		b.WriteByte('\n')
 	}
 	if _, err := f.WriteString(b.String()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (s *shimSource) Append(t *testing.T, records []Record) {
+	t.Helper()
+	lines := make([][]byte, 0, len(records))
+	for _, r := range records {
+		lines = append(lines, r.ZeekJSON())
+	}
+	appendLines(t, s.logPath, lines)
 }
 
 func (s *shimSource) MetricsAddr() string { return s.metricsAddr }
