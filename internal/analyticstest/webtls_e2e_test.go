@@ -32,12 +32,7 @@ import (
 func TestHTTPAndTLSLogsThroughPipelineMatchDashboards(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	k := testenv.StartKafka(t)
-	// flowlogs-pipeline's Kafka readers look for their topic when they
-	// start only (kafka-go does not watch for it): create the topics first,
-	// as compose's kafka-init does.
-	k.CreateTopic(t, "http", 1)
-	k.CreateTopic(t, "ssl", 1)
-	flp := testenv.StartPANOFLP(t, k)
+	flp := testenv.StartPANOFLP(t, k) // creates the topics first, as compose's kafka-init does
 	logs, shimAddr := runShim(t, root, k, "http.log", "ssl.log")
 
 	promYAML, targets := prometheusConfig(t, root, hostPort(t, flp.MetricsURL), shimAddr)

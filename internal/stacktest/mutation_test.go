@@ -138,6 +138,8 @@ func TestWiringDetectsDisagreements(t *testing.T) {
 		{"flowlogs-pipeline metrics moved", "fl-pipeline-config/flowlogs-pipeline.yaml", "port: 9102", "port: 9112", "Metrics", "does not scrape flowlogs-pipeline"},
 		{"flowlogs-pipeline reads another topic", "fl-pipeline-config/flowlogs-pipeline.yaml", "topic: dns", "topic: dns-records", "ZeekToKafka", "reads topic"},
 		{"shim writes with a prefix", "docker-compose.yml", `SHIM_TOPIC_PREFIX: ""`, `SHIM_TOPIC_PREFIX: "zeek-"`, "ZeekToKafka", "reads topic"},
+		{"kafka-init forgets a topic", "docker-compose.yml", "PANO_TOPICS: dns http ssl", "PANO_TOPICS: dns http", "ZeekToKafka", "kafka-init creates topics"},
+		{"the shim leaves out ssl.log", "docker-compose.yml", ",/zeek/logs/ssl.log,/zeek/logs/worker-*/ssl.log", "", "ZeekToKafka", "reads topic"},
 		{"kafka advertises another port", "docker-compose.yml", "KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://127.0.0.1:9092", "KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://127.0.0.1:9094", "ZeekToKafka", "Kafka advertises"},
 		{"zeek dials another port", "docker-compose.yml", "      PCA_SERVER_PORT: \"57012\"\n      ZEEK_LOG_DIR", "      PCA_SERVER_PORT: \"57013\"\n      ZEEK_LOG_DIR", "CaptureToZeek", "zeek dials"},
 		{"streams and workers differ", "docker-compose.yml", "PCA_STREAMS: ${ZEEK_WORKERS:-1}", "PCA_STREAMS: 2", "CaptureToZeek", "each worker reads one stream"},

@@ -542,9 +542,8 @@ func checkWiringZeekToKafka(t testing.TB, root string) {
 		}
 	}
 	checkHealthPort(t, p, "kafka", st.kafkaAdvertised.port)
-	kinit := p.Services["kafka-init"]
-	bs, _ := argValue(kinit.Command, "--bootstrap-server")
-	if b := parseEndpoint(t, "kafka-init --bootstrap-server", bs); b != st.kafkaAdvertised {
+	kinit := kafkaInit(t, p)
+	if b := parseEndpoint(t, "kafka-init --bootstrap-server", kinit.bootstrap); b != st.kafkaAdvertised {
 		t.Errorf("kafka-init dials %v, Kafka advertises %v", b, st.kafkaAdvertised)
 	}
 	voters := envOf(t, p, "kafka", "KAFKA_CONTROLLER_QUORUM_VOTERS")
@@ -568,13 +567,43 @@ func checkWiringZeekToKafka(t testing.TB, root string) {
 		if !slices.Contains(st.shimTopics, topic) {
 			t.Errorf("flowlogs-pipeline stage %s reads topic %q; the shim writes %v", prm.Name, topic, st.shimTopics)
 		}
-		if tp, _ := argValue(kinit.Command, "--topic"); tp != topic {
-			t.Errorf("kafka-init creates topic %q; flowlogs-pipeline reads %q", tp, topic)
+		if !slices.Contains(kinit.topics, topic) {
+			t.Errorf("kafka-init creates topics %v; flowlogs-pipeline reads %q", kinit.topics, topic)
 		}
 	}
 	if ingests == 0 {
 		t.Error("flowlogs-pipeline has no Kafka ingest stage")
 	}
+	// Every topic the shim writes exists before flowlogs-pipeline starts.
+	for _, topic := range st.shimTopics {
+		if !slices.Contains(kinit.topics, topic) {
+			t.Errorf("the shim writes topic %q; kafka-init creates %v", topic, kinit.topics)
+		}
+	}
+}
+
+// kafkaInitSetup is what the kafka-init service does: the broker it asks
+// and the topics it creates (PANO_TOPICS, looped over in bash).
+type kafkaInitSetup struct {
+	bootstrap string
+	topics    []string
+}
+
+var bootstrapArgRE = regexp.MustCompile(`--bootstrap-server[= ](\S+)`)
+
+func kafkaInit(t testing.TB, p *types.Project) kafkaInitSetup {
+	t.Helper()
+	s := p.Services["kafka-init"]
+	script := strings.Join(s.Command, " ")
+	m := bootstrapArgRE.FindStringSubmatch(script)
+	if m == nil {
+		t.Fatalf("kafka-init: no --bootstrap-server in %q", script)
+	}
+	topics := strings.Fields(envOf(t, p, "kafka-init", "PANO_TOPICS"))
+	if len(topics) == 0 || !strings.Contains(script, "$PANO_TOPICS") {
+		t.Fatalf("kafka-init: its command %q does not create the topics of PANO_TOPICS %v", script, topics)
+	}
+	return kafkaInitSetup{bootstrap: m[1], topics: topics}
 }
 
 func TestWiringMetrics(t *testing.T) { checkWiringMetrics(t, testenv.RepoRoot(t)) }
@@ -609,10 +638,11 @@ func checkWiringMetrics(t testing.TB, root string) {
 	}
 	checkHealthPort(t, p, "prometheus", st.promListen.port)
 
-	// The prom encode stages use the pano_dns_ prefix the dashboard queries.
+	// The prom encode stages use the prefixes the dashboards query.
+	prefixes := []string{"pano_dns_", "pano_http_", "pano_tls_"}
 	for _, prm := range st.flp.Parameters {
-		if prm.Encode != nil && prm.Encode.Prom != nil && prm.Encode.Prom.Prefix != "pano_dns_" {
-			t.Errorf("flowlogs-pipeline stage %s: prefix %q, want pano_dns_", prm.Name, prm.Encode.Prom.Prefix)
+		if prm.Encode != nil && prm.Encode.Prom != nil && !slices.Contains(prefixes, prm.Encode.Prom.Prefix) {
+			t.Errorf("flowlogs-pipeline stage %s: prefix %q, want one of %v", prm.Name, prm.Encode.Prom.Prefix, prefixes)
 		}
 	}
 }

@@ -206,10 +206,14 @@ func FLPConfigWithKafka(t testing.TB, configYAML, bootstrap string) string {
 
 // StartPANOFLP starts flowlogs-pipeline with the repository's own
 // configuration (fl-pipeline-config/flowlogs-pipeline.yaml), reading the
-// dns topic of k, which it creates with one partition as the demo does.
+// dns, http and ssl topics of k, which it creates first with one
+// partition each, as the demo's kafka-init does (flowlogs-pipeline's
+// reader does not see a topic created after it started).
 func StartPANOFLP(t testing.TB, k *Kafka) *FLP {
 	t.Helper()
-	k.CreateTopic(t, "dns", 1)
+	for _, topic := range []string{"dns", "http", "ssl"} {
+		k.CreateTopic(t, topic, 1)
+	}
 	cfg, err := os.ReadFile(filepath.Join(RepoRoot(t), "fl-pipeline-config", "flowlogs-pipeline.yaml"))
 	if err != nil {
 		t.Fatal(err)
