@@ -60,7 +60,7 @@ func BenchmarkZeekUnansweredFlood(b *testing.B) {
 
 	ns := testenv.NewNetns(b)
 	dropAllDNS(b, ns)
-	ag := startAgent(b, agentBin, []string{ns.HostIf}, 1)
+	ag := startAgent(b, agentBin, []string{ns.HostIf}, 1, "udp,53;tcp,53")
 	z := testenv.StartZeek(b, img, testenv.ZeekOptions{Port: ag.basePort})
 	c := &chain{ag: ag, zeek: z}
 	c.waitZeekConnected(b, 1)

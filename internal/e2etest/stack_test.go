@@ -157,7 +157,7 @@ type agent struct {
 
 // startAgent runs the agent with streams PCAP-over-TCP streams; stream i
 // listens on the base port + i, the scheme Zeek's workers are pointed at.
-func startAgent(t testing.TB, bin string, ifaces []string, streams int) *agent {
+func startAgent(t testing.TB, bin string, ifaces []string, streams int, filter string) *agent {
 	t.Helper()
 	base := freePortRun(t, streams)
 	a := &agent{basePort: base, metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
@@ -165,7 +165,7 @@ func startAgent(t testing.TB, bin string, ifaces []string, streams int) *agent {
 		a.pcapAddrs = append(a.pcapAddrs, fmt.Sprintf("127.0.0.1:%d", base+i))
 	}
 	env := []string{
-		"ENABLE_PCA=true", "PCA_FILTER=udp,53;tcp,53", "PCA_SERVER_ADDR=127.0.0.1", "PCA_SERVER_PORT=" + strconv.Itoa(base),
+		"ENABLE_PCA=true", "PCA_FILTER=" + filter, "PCA_SERVER_ADDR=127.0.0.1", "PCA_SERVER_PORT=" + strconv.Itoa(base),
 		"INTERFACES=" + strings.Join(ifaces, ","), "EXCLUDE_INTERFACES=lo", "METRICS_ADDR=" + a.metricsAddr, "LOG_LEVEL=info",
 	}
 	if streams > 1 {
@@ -256,22 +256,35 @@ type chain struct {
 // ZEEK_ROTATION_INTERVAL).
 func startChain(t testing.TB, ifaces []string, streams int, zeekEnv ...string) *chain {
 	t.Helper()
+	return startChainFor(t, ifaces, streams, "udp,53;tcp,53", []string{"dns"}, zeekEnv...)
+}
+
+// startChainFor is startChain with the agent's filter and the logs the
+// shim follows (their names: "dns", "http", "ssl"); logs[0]'s paths are
+// c.logs.
+func startChainFor(t testing.TB, ifaces []string, streams int, filter string, logNames []string, zeekEnv ...string) *chain {
+	t.Helper()
 	root := testenv.RepoRoot(t)
 	agentBin, shimBin := binaries(t)
 	img := testenv.CachedZeekImage(t)
 
 	k := testenv.StartKafka(t)
 	c := &chain{kafka: k, flp: testenv.StartPANOFLP(t, k)}
-	c.ag = startAgent(t, agentBin, ifaces, streams)
+	c.ag = startAgent(t, agentBin, ifaces, streams, filter)
 	logDir := t.TempDir()
-	pattern := filepath.Join(logDir, "dns.log")
-	if streams > 1 {
-		pattern = filepath.Join(logDir, "worker-*", "dns.log")
-	}
-	for i := range streams {
-		p := filepath.Join(logDir, "dns.log")
+	var patterns []string
+	for _, name := range logNames {
 		if streams > 1 {
-			p = filepath.Join(logDir, fmt.Sprintf("worker-%d", i), "dns.log")
+			patterns = append(patterns, filepath.Join(logDir, "worker-*", name+".log"))
+		} else {
+			patterns = append(patterns, filepath.Join(logDir, name+".log"))
+		}
+	}
+	pattern := strings.Join(patterns, ",")
+	for i := range streams {
+		p := filepath.Join(logDir, logNames[0]+".log")
+		if streams > 1 {
+			p = filepath.Join(logDir, fmt.Sprintf("worker-%d", i), logNames[0]+".log")
 		}
 		c.logs = append(c.logs, p)
 	}
