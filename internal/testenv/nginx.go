@@ -119,6 +119,7 @@ func StartNginx(t testing.TB, ns *Netns, opts NginxOptions) *Nginx {
 
 	// The client is made once web-run.sh has written the CA.
 	var client *http.Client
+	probes := 0 // requests nginx answered, each a line in its access log
 	defer func() {
 		if client != nil {
 			client.CloseIdleConnections()
@@ -133,7 +134,11 @@ func StartNginx(t testing.TB, ns *Netns, opts NginxOptions) *Nginx {
 			client = c
 		}
 		for _, u := range []string{"http://" + NginxName + "/", "https://" + NginxName + "/"} {
-			if err := nginxGetOK(ctx, client, u); err != nil {
+			answered, err := nginxGetOK(ctx, client, u)
+			if answered {
+				probes++
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -141,6 +146,14 @@ func StartNginx(t testing.TB, ns *Netns, opts NginxOptions) *Nginx {
 	})
 	if err != nil {
 		t.Fatalf("demo2 web server in %s: %v\n%s", ns.Name, err, svcLogTail(n.LogPath, 30))
+	}
+	// nginx logs a request after answering it: wait for the probes' lines,
+	// so that a test counting the log from now on counts its own requests.
+	for deadline := time.Now().Add(10 * time.Second); len(n.AccessLog(t)) < probes; {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo2 web server: %d probe requests answered, %d in the access log", probes, len(n.AccessLog(t)))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	for _, c := range []struct {
@@ -159,20 +172,22 @@ func StartNginx(t testing.TB, ns *Netns, opts NginxOptions) *Nginx {
 	return n
 }
 
-func nginxGetOK(ctx context.Context, c *http.Client, url string) error {
+// nginxGetOK asks for url and fails unless the answer is 200; answered
+// says whether nginx answered at all (and so logs the request).
+func nginxGetOK(ctx context.Context, c *http.Client, url string) (answered bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return true, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return nil
+	return true, nil
 }
 
 // ReadCertificate parses the first PEM certificate of a file.
