@@ -300,6 +300,24 @@ func (n *Netns) ListenUDP(t testing.TB, addr netip.AddrPort) *net.UDPConn {
 	return conn
 }
 
+// ListenTCP opens a TCP listener inside the namespace, bound to addr,
+// closed at the end of the test; like ListenUDP, it stays in the
+// namespace whatever goroutine accepts on it.
+func (n *Netns) ListenTCP(t testing.TB, addr netip.AddrPort) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	err := n.do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr.String())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen tcp %s in %s: %v", addr, n.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 // do runs f on an OS thread switched into the namespace. The thread is
 // thrown away afterwards if switching back fails.
 func (n *Netns) do(f func() error) error {
