@@ -373,28 +373,7 @@ func (q *querier) waitTotals(t *testing.T, tally *Tally, shim bool) time.Time {
 	if shim {
 		want[`sum(pano_shim_records_produced_total)`] = float64(tally.Total)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		now := time.Now()
-		var behind []string
-		for expr, w := range want {
-			v, err := q.instant(expr, now)
-			g := math.NaN()
-			if err == nil && len(v) == 1 {
-				g = float64(v[0].Value)
-			}
-			if g != w {
-				behind = append(behind, fmt.Sprintf("%s = %v (want %v, err %v)", expr, g, w, err))
-			}
-		}
-		if len(behind) == 0 {
-			return now
-		}
-		if now.After(deadline) {
-			t.Fatalf("records did not all arrive: %s", strings.Join(behind, "; "))
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	return q.waitValues(t, want)
 }
 
 // checkMergedHistogram: prometheus.yml's relabelling leaves one response

@@ -108,29 +108,7 @@ func TestOfflineProfileCapturedAsComposeConfiguresIt(t *testing.T) {
 	agentBin := buildCmd(t, "agent/cmd/pano-agent")
 
 	// The topology of the offline network.
-	nw := p.Networks[offlineNetwork]
-	subnet := netip.MustParsePrefix(nw.Ipam.Config[0].Subnet)
-	bridge := nw.DriverOpts["com.docker.network.bridge.name"]
-	server := p.Services["dns-local1"].Networks[offlineNetwork].Ipv4Address
-	host, srv := testenv.NewNetns(t), testenv.NewNetns(t)
-	// Only the namespaces' loopbacks and the bridge keep addresses: the
-	// test's own veth /30s could overlap the offline subnet.
-	host.Exec(t, "ip", "addr", "flush", "dev", host.PeerIf)
-	srv.Exec(t, "ip", "addr", "flush", "dev", srv.PeerIf)
-	veth := "veth" + strings.TrimPrefix(host.Name, "pano-")
-	for _, args := range [][]string{
-		{"-n", host.Name, "link", "add", bridge, "type", "bridge"},
-		{"-n", host.Name, "addr", "add", netip.PrefixFrom(subnet.Masked().Addr().Next(), subnet.Bits()).String(), "dev", bridge},
-		{"-n", host.Name, "link", "set", bridge, "up"},
-		{"-n", host.Name, "link", "add", veth, "type", "veth", "peer", "name", "eth53", "netns", srv.Name},
-		{"-n", host.Name, "link", "set", veth, "master", bridge, "up"},
-		{"-n", srv.Name, "addr", "add", server + "/" + fmt.Sprint(subnet.Bits()), "dev", "eth53"},
-		{"-n", srv.Name, "link", "set", "eth53", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
+	host, srv, server := composeBridge(t, p, offlineNetwork, "dns-local1", "eth53")
 
 	// Capture, configured as compose configures it.
 	agentOut := startIn(t, host, serviceEnv(p.Services["agent"]), agentBin)
@@ -171,7 +149,7 @@ func TestOfflineProfileCapturedAsComposeConfiguresIt(t *testing.T) {
 	if rep.Sent < 1000 || rep.Lost != 0 {
 		t.Fatalf("dnsperf sent %d, lost %d; want about 2000 and none lost:\n%s", rep.Sent, rep.Lost, out)
 	}
-	if !strings.Contains(agentOut.String(), "interface="+bridge) {
+	if bridge := p.Networks[offlineNetwork].DriverOpts["com.docker.network.bridge.name"]; !strings.Contains(agentOut.String(), "interface="+bridge) {
 		t.Errorf("the agent did not attach to %s:\n%s", bridge, agentOut.String())
 	}
 
@@ -234,4 +212,36 @@ func countDNS(t *testing.T, path, server string) (queries, responses int) {
 			responses++
 		}
 	}
+}
+
+// composeBridge builds, in two namespaces the test makes, a compose
+// network's topology: "host" holds the bridge docker-compose.yml names,
+// with the subnet's first address, and the veth of the service's
+// container, whose end in srv (named ifName) has the service's address.
+// Only the namespaces' loopbacks and the bridge keep addresses: the test's
+// own veth /30s could overlap the subnet.
+func composeBridge(t *testing.T, p *types.Project, network, service, ifName string) (host, srv *testenv.Netns, server string) {
+	t.Helper()
+	nw := p.Networks[network]
+	subnet := netip.MustParsePrefix(nw.Ipam.Config[0].Subnet)
+	bridge := nw.DriverOpts["com.docker.network.bridge.name"]
+	server = p.Services[service].Networks[network].Ipv4Address
+	host, srv = testenv.NewNetns(t), testenv.NewNetns(t)
+	host.Exec(t, "ip", "addr", "flush", "dev", host.PeerIf)
+	srv.Exec(t, "ip", "addr", "flush", "dev", srv.PeerIf)
+	veth := "veth" + strings.TrimPrefix(host.Name, "pano-")
+	for _, args := range [][]string{
+		{"-n", host.Name, "link", "add", bridge, "type", "bridge"},
+		{"-n", host.Name, "addr", "add", netip.PrefixFrom(subnet.Masked().Addr().Next(), subnet.Bits()).String(), "dev", bridge},
+		{"-n", host.Name, "link", "set", bridge, "up"},
+		{"-n", host.Name, "link", "add", veth, "type", "veth", "peer", "name", ifName, "netns", srv.Name},
+		{"-n", host.Name, "link", "set", veth, "master", bridge, "up"},
+		{"-n", srv.Name, "addr", "add", server + "/" + fmt.Sprint(subnet.Bits()), "dev", ifName},
+		{"-n", srv.Name, "link", "set", ifName, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return host, srv, server
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -168,27 +167,7 @@ func TestWebProfileCapturedAsComposeConfiguresIt(t *testing.T) {
 	p := mustLoad(t, root)
 	agentBin := buildCmd(t, "agent/cmd/pano-agent")
 
-	nw := p.Networks[webNetwork]
-	subnet := netip.MustParsePrefix(nw.Ipam.Config[0].Subnet)
-	bridge := nw.DriverOpts["com.docker.network.bridge.name"]
-	server := p.Services["web"].Networks[webNetwork].Ipv4Address
-	host, srv := testenv.NewNetns(t), testenv.NewNetns(t)
-	host.Exec(t, "ip", "addr", "flush", "dev", host.PeerIf)
-	srv.Exec(t, "ip", "addr", "flush", "dev", srv.PeerIf)
-	veth := "veth" + strings.TrimPrefix(host.Name, "pano-")
-	for _, args := range [][]string{
-		{"-n", host.Name, "link", "add", bridge, "type", "bridge"},
-		{"-n", host.Name, "addr", "add", netip.PrefixFrom(subnet.Masked().Addr().Next(), subnet.Bits()).String(), "dev", bridge},
-		{"-n", host.Name, "link", "set", bridge, "up"},
-		{"-n", host.Name, "link", "add", veth, "type", "veth", "peer", "name", "eth80", "netns", srv.Name},
-		{"-n", host.Name, "link", "set", veth, "master", bridge, "up"},
-		{"-n", srv.Name, "addr", "add", server + "/" + fmt.Sprint(subnet.Bits()), "dev", "eth80"},
-		{"-n", srv.Name, "link", "set", "eth80", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
+	host, srv, server := composeBridge(t, p, webNetwork, "web", "eth80")
 
 	startIn(t, host, serviceEnv(p.Services["agent"]), agentBin)
 	waitHealthy(t, host, p.Services["agent"])
