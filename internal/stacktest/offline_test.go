@@ -175,19 +175,37 @@ func TestOfflineProfileCapturedAsComposeConfiguresIt(t *testing.T) {
 	t.Logf("dnsperf: sent %d, completed %d, %v; stream: %d queries, %d responses", rep.Sent, rep.Completed, rep.RCodes, queries, responses)
 }
 
-// countDNS reads a captured PCAP-over-TCP stream (possibly ending in the
-// middle of a record) and counts the UDP DNS packets to and from server.
+// countDNS counts the UDP DNS packets to and from server in a captured
+// PCAP-over-TCP stream.
 func countDNS(t *testing.T, path, server string) (queries, responses int) {
 	t.Helper()
-	f, err := os.Open(path)
+	eachStreamPacket(t, path, func(pkt gopacket.Packet) {
+		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		udp, _ := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		switch {
+		case ip == nil || udp == nil:
+		case udp.DstPort == 53 && ip.DstIP.String() == server:
+			queries++
+		case udp.SrcPort == 53 && ip.SrcIP.String() == server:
+			responses++
+		}
+	})
+	return queries, responses
+}
+
+// eachStreamPacket calls f with each packet of a captured PCAP-over-TCP
+// stream, which may end in the middle of a record.
+func eachStreamPacket(t *testing.T, path string, f func(gopacket.Packet)) {
+	t.Helper()
+	file, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapovertcp.NewReader(f)
+	defer file.Close()
+	r, err := pcapovertcp.NewReader(file)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, 0
+			return
 		}
 		t.Fatalf("stream header: %v", err)
 	}
@@ -197,20 +215,9 @@ func countDNS(t *testing.T, path, server string) (queries, responses int) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("stream: %v", err)
 			}
-			return queries, responses
+			return
 		}
-		pkt := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.NoCopy)
-		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-		udp, _ := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
-		if ip == nil || udp == nil {
-			continue
-		}
-		switch {
-		case udp.DstPort == 53 && ip.DstIP.String() == server:
-			queries++
-		case udp.SrcPort == 53 && ip.SrcIP.String() == server:
-			responses++
-		}
+		f(gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.NoCopy))
 	}
 }
 

@@ -3,9 +3,7 @@ package stacktest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,7 +19,6 @@ import (
 
 	"github.com/pano-observability/pano/agent/filter"
 	"github.com/pano-observability/pano/internal/testenv"
-	pcapovertcp "github.com/pano-observability/pano/pcap-over-tcp"
 )
 
 // --- demo2's web server and load (profile "web") ----------------------------
@@ -239,36 +236,16 @@ func TestWebProfileCapturedAsComposeConfiguresIt(t *testing.T) {
 	t.Logf("stream: %d HTTP requests, %d ClientHellos; h2load: %+v / %+v", gets, hellos, reps[0].Requests, reps[1].Requests)
 }
 
-// countWeb reads a captured PCAP-over-TCP stream (possibly ending in the
-// middle of a record) and counts the HTTP requests to server:80 and the
-// TLS ClientHellos to server:443 (each in a segment of its own here).
+// countWeb counts, in a captured PCAP-over-TCP stream, the HTTP requests
+// to server:80 and the TLS ClientHellos to server:443 (each in a segment
+// of its own here).
 func countWeb(t *testing.T, path, server string) (gets, hellos int) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapovertcp.NewReader(f)
-	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, 0
-		}
-		t.Fatalf("stream header: %v", err)
-	}
-	for {
-		_, data, err := r.ReadPacket()
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("stream: %v", err)
-			}
-			return gets, hellos
-		}
-		pkt := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.NoCopy)
+	eachStreamPacket(t, path, func(pkt gopacket.Packet) {
 		ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
 		if ip == nil || tcp == nil || ip.DstIP.String() != server {
-			continue
+			return
 		}
 		pl := tcp.Payload
 		switch {
@@ -277,5 +254,6 @@ func countWeb(t *testing.T, path, server string) (gets, hellos int) {
 		case tcp.DstPort == 443 && len(pl) > 5 && pl[0] == 0x16 && pl[5] == 0x01: // handshake record, ClientHello
 			hellos++
 		}
-	}
+	})
+	return gets, hellos
 }
