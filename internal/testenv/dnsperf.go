@@ -9,7 +9,6 @@ import (
 	"math"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,12 +59,7 @@ func RunDNSPerf(ctx context.Context, t testing.TB, opts DNSPerfOptions) DNSPerfR
 	if err != nil {
 		t.Fatalf("dnsperf: %v", err)
 	}
-	var cmd *exec.Cmd
-	if opts.Netns != nil {
-		cmd = opts.Netns.Command(ctx, bin, args...)
-	} else {
-		cmd = exec.CommandContext(ctx, bin, args...)
-	}
+	cmd := commandIn(ctx, opts.Netns, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	t.Logf("dnsperf %s", strings.Join(args, " "))

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -80,12 +79,7 @@ func RunH2load(ctx context.Context, t testing.TB, opts H2loadOptions) H2loadRepo
 	if err != nil {
 		t.Fatalf("h2load: %v", err)
 	}
-	var cmd *exec.Cmd
-	if opts.Netns != nil {
-		cmd = opts.Netns.Command(ctx, bin, args...)
-	} else {
-		cmd = exec.CommandContext(ctx, bin, args...)
-	}
+	cmd := commandIn(ctx, opts.Netns, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t.Logf("h2load %s", strings.Join(args, " "))

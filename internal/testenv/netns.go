@@ -300,6 +300,15 @@ func (n *Netns) ListenUDP(t testing.TB, addr netip.AddrPort) *net.UDPConn {
 	return conn
 }
 
+// commandIn is a command run inside ns, or in the root namespace when ns
+// is nil.
+func commandIn(ctx context.Context, ns *Netns, name string, args ...string) *exec.Cmd {
+	if ns != nil {
+		return ns.Command(ctx, name, args...)
+	}
+	return exec.CommandContext(ctx, name, args...)
+}
+
 // ListenTCP opens a TCP listener inside the namespace, bound to addr,
 // closed at the end of the test; like ListenUDP, it stays in the
 // namespace whatever goroutine accepts on it.

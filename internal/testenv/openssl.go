@@ -53,12 +53,7 @@ func OpenSSLHandshake(ctx context.Context, t testing.TB, opts TLSHandshakeOption
 	if err != nil {
 		t.Fatalf("openssl s_client: %v", err)
 	}
-	var cmd *exec.Cmd
-	if opts.Netns != nil {
-		cmd = opts.Netns.Command(ctx, bin, args...)
-	} else {
-		cmd = exec.CommandContext(ctx, bin, args...)
-	}
+	cmd := commandIn(ctx, opts.Netns, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// stdin at EOF: s_client closes the connection after the handshake.
