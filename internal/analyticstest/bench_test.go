@@ -87,7 +87,7 @@ func BenchmarkFlowlogsPipelineConfigs(b *testing.B) {
 			records := benchRecordSet(n)
 			tally := NewTally(records)
 			produceBench(b, k, topic, records)
-			all, answered, timed := tally.Total, tally.Total-tally.ByRcode["unanswered"], len(tally.AllRTTs)
+			all, answered, timed := tally.Total, tally.Total-tally.ByRcode["unanswered"], len(tally.RTT.All)
 			fmt.Printf("names=%d: input %d records, %d distinct query names, %d answered, %d with rtt, topic %s\n", n, all, len(tally.ByName), answered, timed, topic)
 
 			configs := []struct {

@@ -231,9 +231,7 @@ type Tally struct {
 	Unanswered    map[string]int // by server
 	Truncated     map[string]int // by server
 	Rejected      map[string]int // by server
-	RTTSum        map[string]float64
-	RTTs          map[string][]float64 // by server, sorted
-	AllRTTs       []float64            // sorted
+	RTT           Latencies
 }
 
 // NewTally counts records.
@@ -242,7 +240,7 @@ func NewTally(records []Record) *Tally {
 		ByServer: map[string]int{}, ByRcode: map[string]int{}, ByQtype: map[string]int{},
 		ByServerRcode: map[string]map[string]int{}, ByName: map[string]int{},
 		Unanswered: map[string]int{}, Truncated: map[string]int{}, Rejected: map[string]int{},
-		RTTSum: map[string]float64{}, RTTs: map[string][]float64{},
+		RTT: newLatencies(),
 	}
 	for _, r := range records {
 		rcode := r.RCodeName
@@ -266,16 +264,37 @@ func NewTally(records []Record) *Tally {
 			t.Rejected[r.RespH]++
 		}
 		if r.RTT != nil {
-			t.RTTSum[r.RespH] += *r.RTT
-			t.RTTs[r.RespH] = append(t.RTTs[r.RespH], *r.RTT)
-			t.AllRTTs = append(t.AllRTTs, *r.RTT)
+			t.RTT.add(r.RespH, *r.RTT)
 		}
 	}
-	for _, v := range t.RTTs {
+	t.RTT.sort()
+	return t
+}
+
+// Latencies are the durations a tally observed (response or handshake
+// times), as the histograms see them: their sum per server, and the
+// values per server and over all servers, each sorted.
+type Latencies struct {
+	Sum      map[string]float64
+	ByServer map[string][]float64
+	All      []float64
+}
+
+func newLatencies() Latencies {
+	return Latencies{Sum: map[string]float64{}, ByServer: map[string][]float64{}}
+}
+
+func (l *Latencies) add(server string, v float64) {
+	l.Sum[server] += v
+	l.ByServer[server] = append(l.ByServer[server], v)
+	l.All = append(l.All, v)
+}
+
+func (l *Latencies) sort() {
+	for _, v := range l.ByServer {
 		sort.Float64s(v)
 	}
-	sort.Float64s(t.AllRTTs)
-	return t
+	sort.Float64s(l.All)
 }
 
 // Quantile is the q-quantile of sorted values: the smallest value with at

@@ -183,9 +183,9 @@ func expectations(ta, tb, all *Tally, dt, shimDT time.Duration, shim bool) map[s
 		}
 		serverServfail[s] = byRcode["SERVFAIL"]
 	}
-	avg := perServer(func(s string) float64 { return tb.RTTSum[s] / float64(len(tb.RTTs[s])) })
+	avg := perServer(func(s string) float64 { return tb.RTT.Sum[s] / float64(len(tb.RTT.ByServer[s])) })
 	quantile := func(q float64) map[string]float64 {
-		return perServer(func(s string) float64 { return Quantile(tb.RTTs[s], q) })
+		return perServer(func(s string) float64 { return Quantile(tb.RTT.ByServer[s], q) })
 	}
 	topNames := map[string]float64{}
 	for n, c := range tb.ByName {
@@ -220,7 +220,7 @@ func expectations(ta, tb, all *Tally, dt, shimDT time.Duration, shim bool) map[s
 		"Records per second/A": exact("", map[string]float64{}),
 	}
 	for i, q := range []float64{0.5, 0.75, 0.9, 0.95, 0.99} {
-		w[fmt.Sprintf("Response time quantiles/%c", 'A'+i)] = sameBucket("", one(Quantile(tb.AllRTTs, q)))
+		w[fmt.Sprintf("Response time quantiles/%c", 'A'+i)] = sameBucket("", one(Quantile(tb.RTT.All, q)))
 	}
 	if shim {
 		w["Scrape targets up/A"] = exact("job", map[string]float64{"flowlogs-pipeline": 1, "pano-shim": 1})
@@ -366,9 +366,9 @@ func (q *querier) waitTotals(t *testing.T, tally *Tally, shim bool) time.Time {
 	want := map[string]float64{
 		`sum(pano_dns_queries_total)`:                             float64(tally.Total),
 		`sum(pano_dns_queries_by_name_total)`:                     float64(tally.Total),
-		`sum(pano_dns_response_time_seconds_count)`:               float64(len(tally.AllRTTs)),
+		`sum(pano_dns_response_time_seconds_count)`:               float64(len(tally.RTT.All)),
 		`sum(pano_flp_ingest_flows_processed)`:                    float64(tally.Total),
-		`sum(pano_dns_response_time_seconds_bucket{le="0.0025"})`: float64(countAtMost(tally.AllRTTs, 0.0025)),
+		`sum(pano_dns_response_time_seconds_bucket{le="0.0025"})`: float64(countAtMost(tally.RTT.All, 0.0025)),
 	}
 	if shim {
 		want[`sum(pano_shim_records_produced_total)`] = float64(tally.Total)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
 )
 
 // HTTPRecord is one http.log entry. Pointers are fields Zeek leaves unset.
@@ -223,9 +222,7 @@ type HTTPTally struct {
 	NoReply     map[string]int // by server
 	ReqBytes    map[string]float64
 	RespBytes   map[string]float64
-	RTSum       map[string]float64
-	RTs         map[string][]float64 // by server, sorted
-	AllRTs      []float64            // sorted
+	RT          Latencies
 }
 
 func statusClass(status string) string {
@@ -240,7 +237,7 @@ func NewHTTPTally(records []HTTPRecord) *HTTPTally {
 		ByServer: map[string]int{}, ByStatus: map[string]int{}, ByClass: map[string]int{}, ByMethod: map[string]int{},
 		ByHost: map[string]int{}, BySeries: map[string]int{}, ServerClass: map[string]int{},
 		FiveXX: map[string]int{}, NoReply: map[string]int{}, ReqBytes: map[string]float64{}, RespBytes: map[string]float64{},
-		RTSum: map[string]float64{}, RTs: map[string][]float64{},
+		RT: newLatencies(),
 	}
 	for _, r := range records {
 		st := r.Status()
@@ -264,15 +261,10 @@ func NewHTTPTally(records []HTTPRecord) *HTTPTally {
 		t.ReqBytes[r.RespH] += float64(r.ReqBodyLen)
 		t.RespBytes[r.RespH] += float64(r.RespBodyLen)
 		if r.ResponseTime != nil {
-			t.RTSum[r.RespH] += *r.ResponseTime
-			t.RTs[r.RespH] = append(t.RTs[r.RespH], *r.ResponseTime)
-			t.AllRTs = append(t.AllRTs, *r.ResponseTime)
+			t.RT.add(r.RespH, *r.ResponseTime)
 		}
 	}
-	for _, v := range t.RTs {
-		sort.Float64s(v)
-	}
-	sort.Float64s(t.AllRTs)
+	t.RT.sort()
 	return t
 }
 
@@ -481,16 +473,14 @@ type SSLTally struct {
 	Failed    map[string]int // by server
 	Legacy    map[string]int // by server
 	Certs     map[string]float64
-	HTSum     map[string]float64
-	HTs       map[string][]float64 // by server, sorted
-	AllHTs    []float64            // sorted
+	HT        Latencies
 }
 
 func NewSSLTally(records []SSLRecord) *SSLTally {
 	t := &SSLTally{
 		ByServer: map[string]int{}, ByVersion: map[string]int{}, ByOutcome: map[string]int{}, ByCipher: map[string]int{},
 		BySeries: map[string]int{}, Failed: map[string]int{}, Legacy: map[string]int{}, Certs: map[string]float64{},
-		HTSum: map[string]float64{}, HTs: map[string][]float64{},
+		HT: newLatencies(),
 	}
 	for _, r := range records {
 		v, c := r.Labels()
@@ -511,15 +501,10 @@ func NewSSLTally(records []SSLRecord) *SSLTally {
 			t.Certs[r.RespH+" "+r.ServerName] = *r.CertNotAfter
 		}
 		if r.HandshakeTime != nil {
-			t.HTSum[r.RespH] += *r.HandshakeTime
-			t.HTs[r.RespH] = append(t.HTs[r.RespH], *r.HandshakeTime)
-			t.AllHTs = append(t.AllHTs, *r.HandshakeTime)
+			t.HT.add(r.RespH, *r.HandshakeTime)
 		}
 	}
-	for _, v := range t.HTs {
-		sort.Float64s(v)
-	}
-	sort.Float64s(t.AllHTs)
+	t.HT.sort()
 	return t
 }
 

@@ -113,7 +113,7 @@ func TestHTTPAndTLSLogsThroughPipelineMatchDashboards(t *testing.T) {
 			"No-reply share per server/A":        exact("server", map[string]float64{QuietHTTPServer: 0}),
 			"Status class share per server/A":    exactBy(map[string]float64{QuietHTTPServer + " 2xx": 1}, "server", "status_class"),
 			"Body bytes per second/B":            exact("server", map[string]float64{QuietHTTPServer: 0}),
-			"Average response time per server/A": exact("server", map[string]float64{QuietHTTPServer: htb.RTSum[QuietHTTPServer] / float64(len(htb.RTs[QuietHTTPServer]))}),
+			"Average response time per server/A": exact("server", map[string]float64{QuietHTTPServer: htb.RT.Sum[QuietHTTPServer] / float64(len(htb.RT.ByServer[QuietHTTPServer]))}),
 		}, false)
 		quiet["server"] = strings.ReplaceAll(QuietTLSServer, ".", `\\.`)
 		checkDashboard(t, q, tlsDash, at, quiet, map[string]check{
@@ -134,18 +134,18 @@ func TestHTTPAndTLSLogsThroughPipelineMatchDashboards(t *testing.T) {
 func webTotals(h *HTTPTally, s *SSLTally) map[string]float64 {
 	// Bucket 8 (le 0.0025) is the last from the milliseconds twins: it
 	// arrives through prometheus.yml's relabelling.
-	hb, sb := MergedBucketCounts(h.AllRTs), MergedBucketCounts(s.AllHTs)
+	hb, sb := MergedBucketCounts(h.RT.All), MergedBucketCounts(s.HT.All)
 	return map[string]float64{
 		`sum(pano_shim_records_produced_total{topic="http"})`:       float64(h.Total),
 		`sum(pano_flp_ingest_flows_processed{stage="ingest_http"})`: float64(h.Total),
 		`sum(pano_http_requests_total)`:                             float64(h.Total),
 		`sum(pano_http_requests_by_host_total)`:                     float64(h.WithHost),
-		`sum(pano_http_response_time_seconds_count)`:                float64(len(h.AllRTs)),
+		`sum(pano_http_response_time_seconds_count)`:                float64(len(h.RT.All)),
 		`sum(pano_http_response_time_seconds_bucket{le="0.0025"})`:  float64(hb[8]),
 		`sum(pano_shim_records_produced_total{topic="ssl"})`:        float64(s.Total),
 		`sum(pano_flp_ingest_flows_processed{stage="ingest_ssl"})`:  float64(s.Total),
 		`sum(pano_tls_handshakes_total)`:                            float64(s.Total),
-		`sum(pano_tls_handshake_time_seconds_count)`:                float64(len(s.AllHTs)),
+		`sum(pano_tls_handshake_time_seconds_count)`:                float64(len(s.HT.All)),
 		`sum(pano_tls_handshake_time_seconds_bucket{le="0.0025"})`:  float64(sb[8]),
 		`count(pano_tls_cert_not_valid_after_timestamp_seconds)`:    float64(len(s.Certs)),
 	}
@@ -275,7 +275,7 @@ func checkHTTPSeries(t *testing.T, q *querier, at time.Time, all *HTTPTally) {
 	exactBy(ints(all.ByHost), "host")(t, "pano_http_requests_by_host_total", q.mustQuery(t, "pano_http_requests_by_host_total", at))
 	exactBy(all.ReqBytes, "server")(t, "pano_http_request_body_bytes_total", q.mustQuery(t, "pano_http_request_body_bytes_total", at))
 	exactBy(all.RespBytes, "server")(t, "pano_http_response_body_bytes_total", q.mustQuery(t, "pano_http_response_body_bytes_total", at))
-	checkHistogram(t, q, at, "pano_http_response_time_seconds", all.RTs, all.RTSum)
+	checkHistogram(t, q, at, "pano_http_response_time_seconds", all.RT.ByServer, all.RT.Sum)
 	if v := q.mustQuery(t, `{__name__=~"pano_http_response_time_milliseconds.*"}`, at); len(v) != 0 {
 		t.Errorf("milliseconds histogram left in Prometheus: %v", v)
 	}
@@ -284,7 +284,7 @@ func checkHTTPSeries(t *testing.T, q *querier, at time.Time, all *HTTPTally) {
 func checkTLSSeries(t *testing.T, q *querier, at time.Time, all *SSLTally) {
 	t.Helper()
 	exactBy(ints(all.BySeries), "server", "version", "cipher", "outcome")(t, "pano_tls_handshakes_total", q.mustQuery(t, "pano_tls_handshakes_total", at))
-	checkHistogram(t, q, at, "pano_tls_handshake_time_seconds", all.HTs, all.HTSum)
+	checkHistogram(t, q, at, "pano_tls_handshake_time_seconds", all.HT.ByServer, all.HT.Sum)
 	if v := q.mustQuery(t, `{__name__=~"pano_tls_handshake_time_milliseconds.*"}`, at); len(v) != 0 {
 		t.Errorf("milliseconds histogram left in Prometheus: %v", v)
 	}
@@ -335,9 +335,9 @@ func httpExpectations(ta, tb, all *HTTPTally, dt, shimDT time.Duration) map[stri
 	ratio := func(n map[string]int) map[string]float64 {
 		return perServer(func(s string) float64 { return float64(n[s]) / float64(tb.ByServer[s]) })
 	}
-	avg := perServer(func(s string) float64 { return tb.RTSum[s] / float64(len(tb.RTs[s])) })
+	avg := perServer(func(s string) float64 { return tb.RT.Sum[s] / float64(len(tb.RT.ByServer[s])) })
 	quantile := func(q float64) map[string]float64 {
-		return perServer(func(s string) float64 { return Quantile(tb.RTs[s], q) })
+		return perServer(func(s string) float64 { return Quantile(tb.RT.ByServer[s], q) })
 	}
 	bytesPerSecond := func(b map[string]float64) map[string]float64 {
 		return perServer(func(s string) float64 { return b[s] / dt.Seconds() })
@@ -371,7 +371,7 @@ func httpExpectations(ta, tb, all *HTTPTally, dt, shimDT time.Duration) map[stri
 		"Records per second/B":               exact("", one(float64(tb.Total)/dt.Seconds())),
 		"Records per second/C":               exact("", one(0)),
 	}
-	maps.Copy(w, quantiles("Response time quantiles", tb.AllRTs))
+	maps.Copy(w, quantiles("Response time quantiles", tb.RT.All))
 	return w
 }
 
@@ -386,9 +386,9 @@ func tlsExpectations(ta, tb, all *SSLTally, dt, shimDT time.Duration, atSec floa
 		}
 		return out
 	}
-	avg := perServer(func(s string) float64 { return tb.HTSum[s] / float64(len(tb.HTs[s])) })
+	avg := perServer(func(s string) float64 { return tb.HT.Sum[s] / float64(len(tb.HT.ByServer[s])) })
 	quantile := func(q float64) map[string]float64 {
-		return perServer(func(s string) float64 { return Quantile(tb.HTs[s], q) })
+		return perServer(func(s string) float64 { return Quantile(tb.HT.ByServer[s], q) })
 	}
 	ciphers := map[string]float64{}
 	for c, n := range tb.ByCipher {
@@ -421,7 +421,7 @@ func tlsExpectations(ta, tb, all *SSLTally, dt, shimDT time.Duration, atSec floa
 		"Records per second/B":                     exact("", one(float64(tb.Total)/dt.Seconds())),
 		"Records per second/C":                     exact("", one(0)),
 	}
-	maps.Copy(w, quantiles("Handshake time quantiles", tb.AllHTs))
+	maps.Copy(w, quantiles("Handshake time quantiles", tb.HT.All))
 	return w
 }
 

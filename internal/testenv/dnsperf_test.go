@@ -137,14 +137,7 @@ func TestParseDNSPerfErrors(t *testing.T) {
 }
 
 func FuzzParseDNSPerf(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "dnsperf", "*.txt"))
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(string(b))
-	}
+	addReportSeeds(f, "dnsperf")
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := ParseDNSPerf(s)
 		if err != nil {
@@ -206,4 +199,17 @@ func mustAddrPort(t testing.TB, s string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	return ap
+}
+
+// addReportSeeds seeds a fuzz target with the real reports kept in
+// testdata/dir/*.txt.
+func addReportSeeds(f *testing.F, dir string) {
+	files, _ := filepath.Glob(filepath.Join("testdata", dir, "*.txt"))
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
 }

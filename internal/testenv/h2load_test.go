@@ -150,14 +150,7 @@ func TestParseH2loadErrors(t *testing.T) {
 }
 
 func FuzzParseH2load(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "h2load", "*.txt"))
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(string(b))
-	}
+	addReportSeeds(f, "h2load")
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := ParseH2load(s)
 		if err != nil {
