@@ -135,6 +135,9 @@ func (lr *logRun) tryOpen(ctx context.Context) error {
 		lr.log.Error("unusable saved position; reading the log from its beginning", "err", err)
 		ok = false
 	}
+	if err := kafka.AskForTopic(ctx, lr.cl, lr.topic); err != nil {
+		return err
+	}
 	ends, err := kafka.EndOffsets(ctx, lr.cl, lr.topic)
 	if err != nil {
 		return err

@@ -111,6 +111,9 @@ func TestTopicChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	if err := AskForTopic(ctx, cl, "absent"); err != nil {
+		t.Fatalf("asking for an absent topic: %v", err)
+	}
 	if _, err := EndOffsets(ctx, cl, "absent"); !errors.Is(err, ErrNoTopic) {
 		t.Fatalf("absent topic: %v", err)
 	}

@@ -15,18 +15,23 @@ import (
 // brokers did not create on request.
 var ErrNoTopic = errors.New("topic does not exist: create it (docker compose's kafka-init does) or set auto.create.topics.enable=true on the brokers")
 
-// EndOffsets returns the next offset of every partition of topic, which
-// also gives the number of partitions. Asking for the topic's metadata
-// first lets brokers that auto-create topics create it.
-func EndOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
+// AskForTopic asks for topic's metadata in the way that lets brokers that
+// auto-create topics create it; whether it exists, EndOffsets tells.
+func AskForTopic(ctx context.Context, cl *kgo.Client, topic string) error {
 	req := kmsg.NewPtrMetadataRequest()
 	t := kmsg.NewMetadataRequestTopic()
 	t.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, t)
 	req.AllowAutoTopicCreation = true
 	if _, err := req.RequestWith(ctx, cl); err != nil {
-		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
+		return fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
+	return nil
+}
+
+// EndOffsets returns the next offset of every partition of topic, which
+// also gives the number of partitions.
+func EndOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
 	listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("end offsets of topic %s: %w", topic, err)
