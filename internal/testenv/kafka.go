@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -589,11 +590,25 @@ func EndOffsets(t testing.TB, bootstrap, topic string) map[int32]int64 {
 }
 
 // topicOffsets is list's answer for each partition of topic.
+// A partition whose leader just changed answers with a retriable error
+// (OFFSET_NOT_AVAILABLE until its high watermark catches up, NOT_LEADER):
+// asked again until ctx ends.
 func topicOffsets(ctx context.Context, adm *kadm.Client, topic string,
 	list func(*kadm.Client, context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
-	lo, err := list(adm, ctx, topic)
-	if err == nil {
-		err = lo.Error()
+	var lo kadm.ListedOffsets
+	var err error
+	for {
+		lo, err = list(adm, ctx, topic)
+		if err == nil {
+			err = lo.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("topic %q offsets: %w", topic, err)
