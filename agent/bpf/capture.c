@@ -6,6 +6,10 @@
 // BPF ring buffer. It never changes or drops traffic: every path returns
 // TC_ACT_UNSPEC, which is also TCX_NEXT.
 //
+// A TCP rule may carry a payload budget (see budget_admit): past it, a
+// flow's payload is not copied, so that Zeek gets the protocol headers it
+// parses without the bulk it would only skip.
+//
 // Written to pass the verifier of kernel 5.15 (legacy TC, no TCX, no
 // dynptrs) as well as current kernels: headers are read with
 // bpf_skb_load_bytes into small stack buffers, every loop has a constant
@@ -49,13 +53,26 @@
 #define DIR_INGRESS 1
 #define DIR_EGRESS 2
 
+// Budget modes of a rule (struct rule's budget_mode).
+#define BUDGET_NONE 0
+#define BUDGET_TURN 1      // re-armed whenever the other side sends payload
+#define BUDGET_HANDSHAKE 2 // once per flow and direction
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+
 enum counter {
 	COUNTER_SEEN = 0,          // packets the classifier looked at
 	COUNTER_MATCHED = 1,       // packets that matched a rule (captured or lost below)
 	COUNTER_MATCHED_BYTES = 2, // their original lengths
 	COUNTER_IPV6_TOO_DEEP = 3, // IPv6, extension headers beyond MAX_IPV6_EXT_HDRS, not captured
 	                           // although a rule matched all but its protocol and ports
-	COUNTER_MAX = 4,
+	COUNTER_BUDGET_SKIPPED = 4,       // matched, not copied: past the rule's payload budget
+	COUNTER_BUDGET_SKIPPED_BYTES = 5, // their original lengths
+	COUNTER_BUDGET_TRUNCATED = 6,     // copied with their payload cut at the budget
+	COUNTER_BUDGET_TRUNCATED_BYTES = 7, // the payload bytes cut
+	COUNTER_MAX = 8,
 };
 
 // Why a packet meant for a stream was lost; stream_drops counts them by
@@ -73,11 +90,13 @@ struct rule {
 	__u8 proto;     // IPPROTO_TCP, IPPROTO_UDP, or 0 for any
 	__u8 direction; // DIR_INGRESS, DIR_EGRESS, or 0 for both
 	__u8 family;    // 4 or 6 when addr/mask hold a CIDR, 0 for any address
-	__u8 pad;
+	__u8 budget_mode; // BUDGET_*; only on TCP rules
 	__u16 port;     // host byte order, 0 for any
 	__u16 pad2;
 	__u32 addr[4];  // network byte order; IPv4 uses addr[0]
 	__u32 mask[4];
+	__u32 budget;   // payload bytes per turn or per flow direction
+	__u32 pad3;
 };
 
 struct rules {
@@ -116,6 +135,30 @@ struct frag_key {
 	__u8 family;
 	__u16 pad;
 };
+
+// A TCP connection under a budget, its endpoints in a fixed order
+// (smaller address and port first) so that both directions share it.
+struct flow_key {
+	__u32 addr[2][4];
+	__u16 port[2];
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct flow_budget {
+	__u32 used[2];   // payload bytes copied in the side's current turn
+	__u32 allow[2];  // payload bytes the side's current turn may copy
+	__u8 turn;       // side + 1 of the last payload seen, 0 before any
+	__u8 skipped[2]; // the side's payload was cut or skipped this turn
+	__u8 pad[5];
+};
+
+// How far header_end looks for the blank line that ends an HTTP/1
+// header, and what a turn may copy when the header goes on past its first
+// segment (so is longer than the segment).
+#define HEADER_SCAN 2048
+#define HEADER_CHUNK 64
+#define HEADER_MAX 8192
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -176,6 +219,16 @@ struct {
 	__type(value, __u32); // fragments seen so far
 } early_fragments SEC(".maps");
 
+// Budget state of TCP connections a budgeted rule matched. An entry
+// evicted early costs only bytes: the flow starts over with a full
+// budget.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow_budget);
+} budgets SEC(".maps");
+
 // Packets lost, by reason and the stream they were meant for: index
 // reason * MAX_STREAMS + stream.
 struct {
@@ -209,6 +262,14 @@ struct pkt_info {
 	__u8 has_ports; // sport/dport are valid
 	__u8 fragment;  // 0: not fragmented, 1: first fragment, 2: later fragment
 	__u8 too_deep;  // IPv6 with more extension headers than the parser follows
+	// TCP only (has_tcp): flags, and where the payload starts in the frame
+	// and how long it is by the IP header.
+	__u8 has_tcp;
+	__u8 tcp_flags;
+	__u16 ip_off;   // the IP header's offset in the frame
+	__u32 payload_off;
+	__u32 payload_len;
+	__u32 ip_end;   // the frame offset where the IP packet ends, by its header
 };
 
 static __always_inline void count(__u32 idx, __u64 n)
@@ -249,6 +310,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt_info *info)
 	}
 
 	__u8 l4proto;
+	info->ip_off = off;
 	if (proto == ETH_P_IP) {
 		__u8 ip[20];
 		if (bpf_skb_load_bytes(skb, off, ip, sizeof(ip)) < 0)
@@ -260,6 +322,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt_info *info)
 			return 0;
 		info->family = 4;
 		l4proto = ip[9];
+		info->ip_end = off + (((__u32)ip[2] << 8) | ip[3]);
 		__builtin_memcpy(&info->saddr[0], &ip[12], 4);
 		__builtin_memcpy(&info->daddr[0], &ip[16], 4);
 		__u16 frag = ((__u16)ip[6] << 8) | ip[7];
@@ -277,6 +340,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt_info *info)
 			return 0;
 		info->family = 6;
 		l4proto = ip6[6];
+		info->ip_end = off + 40 + (((__u32)ip6[4] << 8) | ip6[5]);
 		__builtin_memcpy(info->saddr, &ip6[8], 16);
 		__builtin_memcpy(info->daddr, &ip6[24], 16);
 		off += 40;
@@ -324,7 +388,25 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt_info *info)
 	}
 
 	info->proto = l4proto;
-	if (info->fragment != 2 && (l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP)) {
+	if (info->fragment == 0 && l4proto == IPPROTO_TCP) {
+		__u8 tcp[14];
+		if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)) == 0) {
+			info->sport = ((__u16)tcp[0] << 8) | tcp[1];
+			info->dport = ((__u16)tcp[2] << 8) | tcp[3];
+			info->has_ports = 1;
+			__u32 doff = (tcp[12] >> 4) * 4;
+			// A zero length field (BIG TCP, offloads) leaves the frame's
+			// own length as the end.
+			if (info->ip_end <= off)
+				info->ip_end = skb->len;
+			if (doff >= 20 && off + doff <= info->ip_end) {
+				info->has_tcp = 1;
+				info->tcp_flags = tcp[13];
+				info->payload_off = off + doff;
+				info->payload_len = info->ip_end - info->payload_off;
+			}
+		}
+	} else if (info->fragment != 2 && (l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP)) {
 		__u16 ports[2];
 		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) == 0) {
 			info->sport = bpf_ntohs(ports[0]);
@@ -496,23 +578,24 @@ static __always_inline int could_match(const struct rules *rules, const struct p
 	return 0;
 }
 
-// match reports whether the packet is captured, and in which stream.
-static __always_inline int match(struct __sk_buff *skb, __u8 direction, __u8 *stream)
+// match reports whether the packet is captured, in which stream, and
+// under which rule's budget (*rule_out, NULL for none).
+static __always_inline int match(struct __sk_buff *skb, __u8 direction, struct pkt_info *info,
+				 __u8 *stream, struct rule *rule_out)
 {
-	struct pkt_info info = {};
 	__u32 zero = 0;
 
 	struct rules *rules = bpf_map_lookup_elem(&filter_rules, &zero);
 	if (!rules)
 		return 0;
 
-	parse(skb, &info);
+	parse(skb, info);
 
 	// Later fragments have no ports: they belong to the capture when the
 	// first fragment of the same datagram matched (and was seen first).
-	if (info.fragment == 2) {
+	if (info->fragment == 2) {
 		struct frag_key k;
-		frag_key_of(&k, &info);
+		frag_key_of(&k, info);
 		__u8 *first = bpf_map_lookup_elem(&fragments, &k);
 		if (!first) {
 			early_fragment(&k);
@@ -529,37 +612,253 @@ static __always_inline int match(struct __sk_buff *skb, __u8 direction, __u8 *st
 	for (int i = 0; i < MAX_RULES; i++) {
 		if (i >= n)
 			break;
-		if (rule_match(&rules->rule[i], &info, direction)) {
+		if (rule_match(&rules->rule[i], info, direction)) {
 			matched = 1;
+			rule_out->budget_mode = rules->rule[i].budget_mode;
+			rule_out->budget = rules->rule[i].budget;
 			break;
 		}
 	}
 
 	if (matched)
-		*stream = flow_stream(&info);
-	if (info.fragment == 1) {
+		*stream = flow_stream(info);
+	if (info->fragment == 1) {
 		struct frag_key k;
-		frag_key_of(&k, &info);
+		frag_key_of(&k, info);
 		if (matched)
 			bpf_map_update_elem(&fragments, &k, stream, BPF_ANY);
 		first_fragment(&k, matched, *stream);
 	}
-	if (!matched && info.too_deep && could_match(rules, &info, direction))
+	if (!matched && info->too_deep && could_match(rules, info, direction))
 		count(COUNTER_IPV6_TOO_DEEP, 1);
 	return matched;
 }
 
+// flow_key_of fills k with the packet's connection, endpoints in a fixed
+// order, and returns the packet's side: 0 when it comes from the first.
+static __always_inline int flow_key_of(struct flow_key *k, const struct pkt_info *info)
+{
+	int swap = 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u32 a = bpf_ntohl(info->saddr[i]), b = bpf_ntohl(info->daddr[i]);
+		if (a != b) {
+			swap = a > b;
+			goto decided;
+		}
+	}
+	swap = info->sport > info->dport;
+decided:
+	if (swap) {
+		__builtin_memcpy(k->addr[0], info->daddr, 16);
+		__builtin_memcpy(k->addr[1], info->saddr, 16);
+		k->port[0] = info->dport;
+		k->port[1] = info->sport;
+	} else {
+		__builtin_memcpy(k->addr[0], info->saddr, 16);
+		__builtin_memcpy(k->addr[1], info->daddr, 16);
+		k->port[0] = info->sport;
+		k->port[1] = info->dport;
+	}
+	k->family = info->family;
+	return swap;
+}
+
+// starts_message reports whether the payload begins an HTTP/1 request or
+// response: a new message re-arms the budget, so that the headers of the
+// next response on a keep-alive or pipelined connection are copied even
+// when its predecessor's body used the turn's budget up.
+static __always_inline int starts_message(struct __sk_buff *skb, const struct pkt_info *info)
+{
+	char b[8];
+	if (info->payload_len < sizeof(b) || bpf_skb_load_bytes(skb, info->payload_off, b, sizeof(b)) < 0)
+		return 0;
+	if (b[0] == 'H' && b[1] == 'T' && b[2] == 'T' && b[3] == 'P' && b[4] == '/' && b[5] == '1' && b[6] == '.')
+		return 1;
+	// The methods of RFC 9110 and PATCH, each followed by a space.
+	if (b[0] == 'G' && b[1] == 'E' && b[2] == 'T' && b[3] == ' ')
+		return 1;
+	if (b[0] == 'P' && b[1] == 'U' && b[2] == 'T' && b[3] == ' ')
+		return 1;
+	if (b[0] == 'P' && b[1] == 'O' && b[2] == 'S' && b[3] == 'T' && b[4] == ' ')
+		return 1;
+	if (b[0] == 'H' && b[1] == 'E' && b[2] == 'A' && b[3] == 'D' && b[4] == ' ')
+		return 1;
+	if (b[0] == 'P' && b[1] == 'A' && b[2] == 'T' && b[3] == 'C' && b[4] == 'H' && b[5] == ' ')
+		return 1;
+	if (b[0] == 'D' && b[1] == 'E' && b[2] == 'L' && b[3] == 'E' && b[4] == 'T' && b[5] == 'E' && b[6] == ' ')
+		return 1;
+	if (b[0] == 'O' && b[1] == 'P' && b[2] == 'T' && b[3] == 'I' && b[4] == 'O' && b[5] == 'N' && b[6] == 'S')
+		return 1;
+	return 0;
+}
+
+// header_end returns where the HTTP/1 header that starts the payload ends
+// (just past its blank line, "\r\n\r\n"), or 0 when the first HEADER_SCAN
+// bytes of the segment hold no such line. A global function: the verifier
+// checks it once on its own and its result is a plain number to the
+// caller, so the scan's many exits do not multiply the paths it walks
+// through the rest of the classifier.
+__attribute__((noinline)) int header_end(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	__u8 buf[HEADER_CHUNK];
+	__u32 window = 0;
+
+	if (len > HEADER_SCAN)
+		len = HEADER_SCAN;
+	__u32 end = off + len;
+	// Every load is a whole chunk, which keeps the verifier's bounds
+	// simple: the last one ends at the payload's end and so overlaps
+	// bytes already scanned (or, for a short payload, the headers before
+	// it); it is scanned whole, from a fresh window, and a blank line
+	// before the payload is ignored. The frame's own headers make end >=
+	// 64 for any payload long enough to hold an HTTP header.
+	if (end < HEADER_CHUNK)
+		return 0;
+	for (__u32 c = 0; c < HEADER_SCAN / HEADER_CHUNK; c++) {
+		__u32 start = off + c * HEADER_CHUNK;
+		if (start >= end)
+			break;
+		if (start + HEADER_CHUNK > end) {
+			start = end - HEADER_CHUNK;
+			window = 0;
+		}
+		if (bpf_skb_load_bytes(skb, start, buf, HEADER_CHUNK) < 0)
+			return 0;
+		for (__u32 i = 0; i < HEADER_CHUNK; i++) {
+			window = (window << 8) | buf[i];
+			if (window == 0x0d0a0d0a && start + i + 1 > off)
+				return start + i + 1 - off;
+		}
+	}
+	return 0;
+}
+
+// budget_admit applies a rule's payload budget to a TCP packet. It
+// returns 0 when the packet is not copied at all, else 1 with *keep the
+// payload bytes to copy (all of them, or the budget's rest). What Zeek
+// needs to stay correct is always copied: SYN, FIN and RST; each turn's
+// first budget bytes, and when the turn starts with an HTTP/1 message its
+// whole header besides (up to the blank line); and the ACKs that let Zeek
+// step over payload that was skipped (Zeek's reassembler moves past a
+// hole when the other side acknowledges it). Pure ACKs of a flow that
+// skipped nothing are not needed and not copied.
+static __always_inline int budget_admit(struct __sk_buff *skb, const struct pkt_info *info,
+					const struct rule *r, __u32 *keep)
+{
+	*keep = info->payload_len;
+	if (r->budget_mode == BUDGET_NONE || !info->has_tcp)
+		return 1;
+
+	struct flow_key k = {};
+	int side = flow_key_of(&k, info) & 1;
+	__u8 flags = info->tcp_flags;
+	if (flags & TCP_FLAG_SYN) {
+		// A connection (re)starts: a full budget for both sides.
+		struct flow_budget fresh = {};
+		bpf_map_update_elem(&budgets, &k, &fresh, BPF_ANY);
+		return 1;
+	}
+	struct flow_budget *st = bpf_map_lookup_elem(&budgets, &k);
+	if (!st) {
+		// A connection that began before the agent (or was evicted):
+		// counted from here.
+		struct flow_budget fresh = {};
+		bpf_map_update_elem(&budgets, &k, &fresh, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&budgets, &k);
+		if (!st)
+			return 1;
+	}
+	int control = flags & (TCP_FLAG_FIN | TCP_FLAG_RST);
+	__u32 len = info->payload_len;
+	if (len == 0)
+		return control || st->skipped[side ^ 1];
+
+	if (r->budget_mode == BUDGET_TURN) {
+		int message = starts_message(skb, info);
+		if (st->turn != side + 1 || message) {
+			__u32 allow = r->budget;
+			if (message) {
+				__u32 h = header_end(skb, info->payload_off, len);
+				allow += h ? h : HEADER_MAX;
+			}
+			st->allow[side] = allow;
+			st->used[side] = 0;
+			st->skipped[side] = 0;
+		}
+	} else {
+		st->allow[side] = r->budget;
+	}
+	st->turn = side + 1;
+	__u32 used = st->used[side];
+	__u32 allow = st->allow[side];
+	if (used >= allow) {
+		st->skipped[side] = 1;
+		*keep = 0;
+		return control;
+	}
+	if (len > allow - used) {
+		*keep = allow - used;
+		st->skipped[side] = 1;
+	}
+	st->used[side] = used + *keep;
+	return 1;
+}
+
+// shorten rewrites the copy's IP length to end keep payload bytes in, so
+// that Zeek reads a whole shorter segment: a segment whose capture is
+// shorter than its IP length would be discarded (truncated_tcp_payload),
+// headers included. The IPv4 header checksum is updated (RFC 1624); the
+// TCP checksum no longer matches, which Zeek run with -C (the image's
+// default) ignores.
+static __always_inline void shorten(struct scratch *s, const struct pkt_info *info, __u32 keep)
+{
+	__u32 off = info->ip_off;
+	__u32 end = info->payload_off + keep;
+	if (info->family == 4) {
+		__u16 old = ((__u16)s->data[(off + 2) & MAX_SNAPLEN] << 8) | s->data[(off + 3) & MAX_SNAPLEN];
+		__u16 new = (__u16)(end - off);
+		s->data[(off + 2) & MAX_SNAPLEN] = new >> 8;
+		s->data[(off + 3) & MAX_SNAPLEN] = new & 0xff;
+		__u32 sum = ((__u16)s->data[(off + 10) & MAX_SNAPLEN] << 8) | s->data[(off + 11) & MAX_SNAPLEN];
+		sum = (~sum & 0xffff) + (~old & 0xffff) + new;
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = ~sum & 0xffff;
+		s->data[(off + 10) & MAX_SNAPLEN] = sum >> 8;
+		s->data[(off + 11) & MAX_SNAPLEN] = sum & 0xff;
+	} else {
+		__u16 new = (__u16)(end - off - 40);
+		s->data[(off + 4) & MAX_SNAPLEN] = new >> 8;
+		s->data[(off + 5) & MAX_SNAPLEN] = new & 0xff;
+	}
+}
+
 static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 {
+	struct pkt_info info = {};
+	struct rule r = {};
 	__u8 stream = 0;
 	__u32 zero = 0;
 
 	count(COUNTER_SEEN, 1);
-	if (!match(skb, direction, &stream))
+	if (!match(skb, direction, &info, &stream, &r))
 		return TC_ACT_UNSPEC;
 
 	__u32 len = skb->len;
+	__u32 keep = 0;
+	if (!budget_admit(skb, &info, &r, &keep)) {
+		count(COUNTER_BUDGET_SKIPPED, 1);
+		count(COUNTER_BUDGET_SKIPPED_BYTES, len);
+		return TC_ACT_UNSPEC;
+	}
 	__u32 cap = len;
+	int cut = info.has_tcp && keep < info.payload_len;
+	if (cut) {
+		cap = info.payload_off + keep;
+		count(COUNTER_BUDGET_TRUNCATED, 1);
+		count(COUNTER_BUDGET_TRUNCATED_BYTES, info.payload_len - keep);
+	}
 	if (cap > snaplen)
 		cap = snaplen;
 	cap &= MAX_SNAPLEN;
@@ -588,6 +887,8 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 direction)
 		goto release;
 	if (bpf_skb_load_bytes(skb, 0, s->data, cap) < 0)
 		goto release;
+	if (cut && cap == info.payload_off + keep)
+		shorten(s, &info, keep);
 
 	s->meta.timestamp = bpf_ktime_get_boot_ns();
 	s->meta.ifindex = skb->ifindex;

@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type CaptureFlowBudget struct {
+	_       structs.HostLayout
+	Used    [2]uint32
+	Allow   [2]uint32
+	Turn    uint8
+	Skipped [2]uint8
+	Pad     [5]uint8
+}
+
+type CaptureFlowKey struct {
+	_      structs.HostLayout
+	Addr   [2][4]uint32
+	Port   [2]uint16
+	Family uint8
+	Pad    [3]uint8
+}
+
 type CaptureFragKey struct {
 	_      structs.HostLayout
 	Saddr  [4]uint32
@@ -38,15 +55,17 @@ type CapturePktMeta struct {
 }
 
 type CaptureRule struct {
-	_         structs.HostLayout
-	Proto     uint8
-	Direction uint8
-	Family    uint8
-	Pad       uint8
-	Port      uint16
-	Pad2      uint16
-	Addr      [4]uint32
-	Mask      [4]uint32
+	_          structs.HostLayout
+	Proto      uint8
+	Direction  uint8
+	Family     uint8
+	BudgetMode uint8
+	Port       uint16
+	Pad2       uint16
+	Addr       [4]uint32
+	Mask       [4]uint32
+	Budget     uint32
+	Pad3       uint32
 }
 
 type CaptureRules struct {
@@ -66,6 +85,7 @@ type CaptureScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	CaptureMapBudgets         = "budgets"
 	CaptureMapCounters        = "counters"
 	CaptureMapEarlyFragments  = "early_fragments"
 	CaptureMapFilterRules     = "filter_rules"
@@ -131,6 +151,7 @@ type CaptureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureMapSpecs struct {
+	Budgets        *ebpf.MapSpec `ebpf:"budgets"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	EarlyFragments *ebpf.MapSpec `ebpf:"early_fragments"`
 	FilterRules    *ebpf.MapSpec `ebpf:"filter_rules"`
@@ -170,6 +191,7 @@ func (o *CaptureObjects) Close() error {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CaptureMaps struct {
+	Budgets        *ebpf.Map `ebpf:"budgets"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	EarlyFragments *ebpf.Map `ebpf:"early_fragments"`
 	FilterRules    *ebpf.Map `ebpf:"filter_rules"`
@@ -182,6 +204,7 @@ type CaptureMaps struct {
 
 func (m *CaptureMaps) Close() error {
 	return _CaptureClose(
+		m.Budgets,
 		m.Counters,
 		m.EarlyFragments,
 		m.FilterRules,

@@ -23,6 +23,10 @@ const (
 	counterMatched
 	counterMatchedBytes
 	counterIPv6TooDeep
+	counterBudgetSkipped
+	counterBudgetSkippedBytes
+	counterBudgetTruncated
+	counterBudgetTruncatedBytes
 	counterMax
 )
 
@@ -166,6 +170,8 @@ func rulesTable(rules []filter.Rule) (CaptureRules, error) {
 		kr.Proto = uint8(r.Protocol)
 		kr.Direction = uint8(r.Direction)
 		kr.Port = r.Port
+		kr.BudgetMode = uint8(r.BudgetMode)
+		kr.Budget = r.Budget
 		if r.Prefix.IsValid() {
 			p := r.Prefix.Masked()
 			addr := p.Addr().As16()
@@ -229,6 +235,13 @@ type Counters struct {
 	// ports, that a rule matched on everything else and that no rule
 	// matched in full. No stream: the stream hash needs the ports.
 	IPv6TooManyExtHeaders uint64
+
+	// A rule's payload budget (filter.Rule.Budget): packets not copied
+	// and their original bytes; packets copied with their payload cut at
+	// the budget and the payload bytes cut. Not losses: Zeek needs none
+	// of it.
+	BudgetSkipped, BudgetSkippedBytes     uint64
+	BudgetTruncated, BudgetTruncatedBytes uint64
 }
 
 // Counters sums the per-CPU counters.
@@ -265,6 +278,10 @@ func (c *Classifier) Counters() (Counters, error) {
 		ScratchBusy:               totals[dropScratchBusy],
 		StreamScratchBusy:         drops[dropScratchBusy],
 		IPv6TooManyExtHeaders:     out[counterIPv6TooDeep],
+		BudgetSkipped:             out[counterBudgetSkipped],
+		BudgetSkippedBytes:        out[counterBudgetSkippedBytes],
+		BudgetTruncated:           out[counterBudgetTruncated],
+		BudgetTruncatedBytes:      out[counterBudgetTruncatedBytes],
 	}, nil
 }
 

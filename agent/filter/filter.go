@@ -4,7 +4,7 @@
 // Syntax: a list of rules separated by ";". A rule is comma-separated
 // fields, the first two positional, as in the original "udp,53":
 //
-//	PROTO[,PORT[,CIDR][,DIRECTION]]
+//	PROTO[,PORT[,CIDR][,DIRECTION][,BUDGET]]
 //
 //	PROTO      udp | tcp | any
 //	PORT       0-65535, or "any" (0 is "any"); matches source or destination
@@ -12,10 +12,29 @@
 //	           address; matches source or destination. Optional.
 //	DIRECTION  in | ingress | out | egress | both (default both), relative to
 //	           the captured interface. Optional.
+//	BUDGET     TCP rules only, optional: how much payload of a connection is
+//	           copied, so that Zeek gets the headers it parses and not the
+//	           bulk it would skip. A size is bytes, or a number with the
+//	           suffix k/KiB or m/MiB.
+//	           budget=SIZE     each side's first SIZE bytes of payload per
+//	                           turn: a turn starts when the side speaks after
+//	                           the other did, or with an HTTP/1 request or
+//	                           status line at the start of a segment (a new
+//	                           message on a keep-alive or pipelined
+//	                           connection). A turn that starts with an HTTP/1
+//	                           message also gets its whole header (to the
+//	                           blank line), so budget=0 copies HTTP headers
+//	                           and no body: what Zeek's http.log needs.
+//	           handshake=SIZE  each side's first SIZE bytes of payload of the
+//	                           whole connection. For TLS: handshake=16KiB.
+//	           SYN, FIN and RST are always copied, and the ACKs Zeek needs to
+//	           step over what was not; a segment that crosses the budget is
+//	           copied up to it, its IP length rewritten to match.
 //
-// CIDR and DIRECTION may come in either order. A packet is captured when
+// CIDR, DIRECTION and BUDGET may come in any order. A packet is captured when
 // any rule matches. Examples: "udp,53", "udp,53;tcp,53",
-// "udp,53,198.18.0.0/15,in", "any,any" (everything, including non-IP).
+// "udp,53,198.18.0.0/15,in", "any,any" (everything, including non-IP),
+// "tcp,80,budget=4KiB;tcp,443,handshake=16KiB".
 //
 // Fragments: the first fragment of a datagram carries the ports and is
 // matched like any packet; later fragments are captured when the first
@@ -77,12 +96,40 @@ func (d Direction) String() string {
 	return "both"
 }
 
+// BudgetMode says how a rule's payload budget is spent.
+type BudgetMode uint8
+
+// Values match the classifier's BUDGET_* constants.
+const (
+	NoBudget        BudgetMode = 0 // every byte is copied
+	TurnBudget      BudgetMode = 1 // budget=: per side and turn (or HTTP/1 message)
+	HandshakeBudget BudgetMode = 2 // handshake=: per side, once per connection
+)
+
+func (m BudgetMode) String() string {
+	switch m {
+	case TurnBudget:
+		return "budget"
+	case HandshakeBudget:
+		return "handshake"
+	}
+	return "none"
+}
+
+// MaxBudget is the largest budget: past a megabyte a budget no longer
+// saves much, and it keeps the kernel's sums far from overflowing.
+const MaxBudget = 1 << 20
+
 // Rule is one filter rule; zero fields match anything.
 type Rule struct {
 	Protocol  Protocol
 	Port      uint16
 	Prefix    netip.Prefix // invalid (zero) = any address
 	Direction Direction
+	// Budget is the payload bytes per side that BudgetMode allows; 0
+	// with NoBudget.
+	BudgetMode BudgetMode
+	Budget     uint32
 }
 
 // String formats r in the syntax Parse accepts.
@@ -102,6 +149,12 @@ func (r Rule) String() string {
 	if r.Direction != Both {
 		b.WriteByte(',')
 		b.WriteString(r.Direction.String())
+	}
+	if r.BudgetMode != NoBudget {
+		b.WriteByte(',')
+		b.WriteString(r.BudgetMode.String())
+		b.WriteByte('=')
+		b.WriteString(formatSize(r.Budget))
 	}
 	return b.String()
 }
@@ -170,6 +223,12 @@ func parseRule(text string) (Rule, error) {
 	}
 	var haveDir bool
 	for _, f := range fields[min(2, len(fields)):] {
+		if key, value, ok := strings.Cut(f, "="); ok {
+			if err := r.setBudget(strings.ToLower(strings.TrimSpace(key)), strings.TrimSpace(value)); err != nil {
+				return r, err
+			}
+			continue
+		}
 		switch strings.ToLower(f) {
 		case "in", "ingress", "out", "egress", "both":
 			if haveDir {
@@ -194,6 +253,66 @@ func parseRule(text string) (Rule, error) {
 		r.Prefix = p
 	}
 	return r, nil
+}
+
+func (r *Rule) setBudget(key, value string) error {
+	var mode BudgetMode
+	switch key {
+	case "budget":
+		mode = TurnBudget
+	case "handshake":
+		mode = HandshakeBudget
+	default:
+		return fmt.Errorf("unknown option %q: want budget=SIZE or handshake=SIZE", key)
+	}
+	if r.BudgetMode != NoBudget {
+		return fmt.Errorf("%s given after %s: a rule has one budget", key, r.BudgetMode)
+	}
+	if r.Protocol != TCP {
+		return fmt.Errorf("%s=%s: a payload budget needs a tcp rule", key, value)
+	}
+	n, err := parseSize(value)
+	if err != nil || (n == 0 && mode == HandshakeBudget) {
+		if err == nil {
+			err = errors.New("a handshake budget of 0 would copy no payload at all")
+		}
+		return fmt.Errorf("%s=%s: %w", key, value, err)
+	}
+	r.BudgetMode, r.Budget = mode, n
+	return nil
+}
+
+// parseSize reads a byte count: digits, optionally followed by k, KiB,
+// m or MiB (powers of 1024).
+func parseSize(s string) (uint32, error) {
+	digits := strings.TrimRightFunc(s, func(c rune) bool { return c < '0' || c > '9' })
+	unit := uint64(1)
+	switch strings.ToLower(s[len(digits):]) {
+	case "":
+	case "k", "kib":
+		unit = 1 << 10
+	case "m", "mib":
+		unit = 1 << 20
+	default:
+		return 0, fmt.Errorf("unknown unit %q: want bytes, k/KiB or m/MiB", s[len(digits):])
+	}
+	n, err := strconv.ParseUint(digits, 10, 32)
+	if err != nil || n*unit > MaxBudget {
+		return 0, fmt.Errorf("want a size from 0 bytes to 1MiB, like 4KiB")
+	}
+	return uint32(n * unit), nil
+}
+
+func formatSize(n uint32) string {
+	switch {
+	case n == 0:
+		return "0"
+	case n%(1<<20) == 0:
+		return strconv.Itoa(int(n>>20)) + "MiB"
+	case n%(1<<10) == 0:
+		return strconv.Itoa(int(n>>10)) + "KiB"
+	}
+	return strconv.Itoa(int(n))
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

@@ -26,6 +26,11 @@ func TestParse(t *testing.T) {
 		{"any,any", []Rule{{}}},
 		{"all", []Rule{{}}},
 		{"any,*,both", []Rule{{}}},
+		{"tcp,80,budget=0", []Rule{{Protocol: TCP, Port: 80, BudgetMode: TurnBudget}}},
+		{"tcp,80,budget=4k,in", []Rule{{Protocol: TCP, Port: 80, Direction: Ingress, BudgetMode: TurnBudget, Budget: 4096}}},
+		{"tcp,443, handshake = 16KiB ,10.0.0.0/8", []Rule{{Protocol: TCP, Port: 443, Prefix: p("10.0.0.0/8"), BudgetMode: HandshakeBudget, Budget: 16384}}},
+		{"tcp,8080,budget=1MiB", []Rule{{Protocol: TCP, Port: 8080, BudgetMode: TurnBudget, Budget: 1 << 20}}},
+		{"tcp,80,budget=300", []Rule{{Protocol: TCP, Port: 80, BudgetMode: TurnBudget, Budget: 300}}},
 	} {
 		got, err := Parse(tc.in)
 		if err != nil {
@@ -55,6 +60,14 @@ func TestParseErrors(t *testing.T) {
 		{"udp,53,::ffff:10.0.0.1", "IPv4-mapped"},
 		{"udp,53;tcp,1;tcp,2;tcp,3;tcp,4;tcp,5;tcp,6;tcp,7;tcp,8;tcp,9;tcp,10;tcp,11;tcp,12;tcp,13;tcp,14;tcp,15;tcp,16", "at most 16"},
 		{"udp,53;tcp,x", "rule 2"},
+		{"udp,53,budget=4k", "needs a tcp rule"},
+		{"any,any,handshake=4k", "needs a tcp rule"},
+		{"tcp,80,budget=2MiB", "0 bytes to 1MiB"},
+		{"tcp,80,budget=4GB", "unknown unit"},
+		{"tcp,80,budget=", "0 bytes to 1MiB"},
+		{"tcp,443,handshake=0", "no payload at all"},
+		{"tcp,80,budget=1k,handshake=1k", "a rule has one budget"},
+		{"tcp,80,snaplen=100", "unknown option"},
 	} {
 		_, err := Parse(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -64,7 +77,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestFormatRoundTrip(t *testing.T) {
-	in := "udp,53;tcp,53,198.18.0.0/15,in;any,any,fd00::/8,out"
+	in := "udp,53;tcp,53,198.18.0.0/15,in;any,any,fd00::/8,out;tcp,80,budget=0;tcp,443,out,handshake=16KiB;tcp,8080,budget=1000"
 	rules, err := Parse(in)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +90,7 @@ func TestFormatRoundTrip(t *testing.T) {
 // FuzzParse checks that Parse never panics and that what it accepts
 // formats to an expression that parses to the same rules.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"udp,53", "udp,53;tcp,53", "udp,53,198.18.0.0/15,in", "any,any", "tcp,853,fd00::/8,out"} {
+	for _, s := range []string{"udp,53", "udp,53;tcp,53", "udp,53,198.18.0.0/15,in", "any,any", "tcp,853,fd00::/8,out", "tcp,80,budget=4KiB;tcp,443,handshake=16k"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -52,8 +52,9 @@ type Sources struct {
 type collector struct {
 	src Sources
 
-	seen, matched, captured, capturedBytes, duplicates, dropped *prometheus.Desc
-	ringUsed, ringSize, attached, streams                       *prometheus.Desc
+	seen, matched, captured, capturedBytes, duplicates, dropped        *prometheus.Desc
+	budgetSkipped, budgetSkippedBytes, budgetTruncated, budgetCutBytes *prometheus.Desc
+	ringUsed, ringSize, attached, streams                              *prometheus.Desc
 }
 
 // NewCollector returns the agent's collector.
@@ -63,12 +64,16 @@ func NewCollector(src Sources) prometheus.Collector {
 		src.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &collector{
-		src:           src,
-		seen:          prometheus.NewDesc(name("packets_seen_total"), "Packets the in-kernel classifier examined on attached interfaces.", nil, nil),
-		matched:       prometheus.NewDesc(name("packets_matched_total"), "Packets that matched the filter in the kernel.", nil, nil),
-		captured:      prometheus.NewDesc(name("packets_captured_total"), "Packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
-		capturedBytes: prometheus.NewDesc(name("captured_bytes_total"), "Original (untruncated) bytes of the packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
-		duplicates:    prometheus.NewDesc(name("packets_deduplicated_total"), "Packets dropped as duplicates of one seen on another interface within the deduplication window.", nil, nil),
+		src:                src,
+		seen:               prometheus.NewDesc(name("packets_seen_total"), "Packets the in-kernel classifier examined on attached interfaces.", nil, nil),
+		matched:            prometheus.NewDesc(name("packets_matched_total"), "Packets that matched the filter in the kernel and were to be copied (those a payload budget skips are counted apart).", nil, nil),
+		budgetSkipped:      prometheus.NewDesc(name("budget_packets_skipped_total"), "Packets a rule matched that its payload budget left out: payload past the budget, and pure ACKs Zeek does not need.", nil, nil),
+		budgetSkippedBytes: prometheus.NewDesc(name("budget_skipped_bytes_total"), "Original bytes of the packets a payload budget left out.", nil, nil),
+		budgetTruncated:    prometheus.NewDesc(name("budget_packets_truncated_total"), "Packets copied with their payload cut where the budget ran out.", nil, nil),
+		budgetCutBytes:     prometheus.NewDesc(name("budget_truncated_bytes_total"), "Payload bytes cut from the packets copied at the end of a budget.", nil, nil),
+		captured:           prometheus.NewDesc(name("packets_captured_total"), "Packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
+		capturedBytes:      prometheus.NewDesc(name("captured_bytes_total"), "Original (untruncated) bytes of the packets delivered to the PCAP-over-TCP server, by stream.", []string{StreamLabel}, nil),
+		duplicates:         prometheus.NewDesc(name("packets_deduplicated_total"), "Packets dropped as duplicates of one seen on another interface within the deduplication window.", nil, nil),
 		dropped: prometheus.NewDesc(name("packets_dropped_total"), "Packets lost, by reason: ring_buffer_full (kernel to agent), client_queue_full (agent to a PCAP-over-TCP client, summed over the stream's clients), "+
 			"fragment_before_first (a later fragment of a captured datagram came before its first), cpu_buffer_busy (the CPU's copy buffer was in use, PREEMPT_RT only), "+
 			"ipv6_too_many_ext_headers (more IPv6 extension headers than the classifier follows, so protocol and ports unknown; stream empty); "+
@@ -81,7 +86,8 @@ func NewCollector(src Sources) prometheus.Collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.seen, c.matched, c.captured, c.capturedBytes, c.duplicates, c.dropped, c.ringUsed, c.ringSize, c.attached, c.streams} {
+	for _, d := range []*prometheus.Desc{c.seen, c.matched, c.captured, c.capturedBytes, c.duplicates, c.dropped, c.ringUsed, c.ringSize, c.attached, c.streams,
+		c.budgetSkipped, c.budgetSkippedBytes, c.budgetTruncated, c.budgetCutBytes} {
 		ch <- d
 	}
 }
@@ -98,6 +104,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		counter(c.seen, k.Seen)
 		counter(c.matched, k.Matched)
+		counter(c.budgetSkipped, k.BudgetSkipped)
+		counter(c.budgetSkippedBytes, k.BudgetSkippedBytes)
+		counter(c.budgetTruncated, k.BudgetTruncated)
+		counter(c.budgetCutBytes, k.BudgetTruncatedBytes)
 		for reason, byStream := range map[string][]uint64{
 			DropRingBufferFull:      k.StreamRingBufferFull,
 			DropFragmentBeforeFirst: k.StreamFragmentBeforeFirst,
