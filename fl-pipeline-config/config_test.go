@@ -398,35 +398,36 @@ func keys[V any](m map[string]V) []string {
 
 func TestMainConfigMetricsFromRecords(t *testing.T) {
 	p := buildMain(t)
+	// "_node" is what PANO's Zeek package adds to every line: the node label.
 	p.feed(t, "ingest_dns",
 		// answered, with and without rtt (stock Zeek omits rtt for NXDOMAIN)
-		`{"ts":1.5,"uid":"C1","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"a.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.00004,"TC":false,"rejected":false}`,
-		`{"ts":1.6,"uid":"C2","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"a.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.003,"TC":false,"rejected":false}`,
-		`{"ts":1.7,"uid":"C3","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"nx.pano.test","qtype_name":"AAAA","rcode":3,"rcode_name":"NXDOMAIN","TC":false,"rejected":false}`,
-		`{"ts":1.8,"uid":"C4","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.5","proto":"udp","query":"big.pano.test","qtype_name":"TXT","rcode":0,"rcode_name":"NOERROR","rtt":0.2,"TC":true,"rejected":false}`,
-		`{"ts":1.9,"uid":"C5","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.5","proto":"udp","query":"x.pano.test","qtype_name":"A","rcode":5,"rcode_name":"REFUSED","rtt":0.0001,"TC":false,"rejected":true}`,
+		`{"_node":"n1","ts":1.5,"uid":"C1","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"a.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.00004,"TC":false,"rejected":false}`,
+		`{"_node":"n1","ts":1.6,"uid":"C2","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"a.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.003,"TC":false,"rejected":false}`,
+		`{"_node":"n1","ts":1.7,"uid":"C3","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.1","proto":"udp","query":"nx.pano.test","qtype_name":"AAAA","rcode":3,"rcode_name":"NXDOMAIN","TC":false,"rejected":false}`,
+		`{"_node":"n1","ts":1.8,"uid":"C4","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.5","proto":"udp","query":"big.pano.test","qtype_name":"TXT","rcode":0,"rcode_name":"NOERROR","rtt":0.2,"TC":true,"rejected":false}`,
+		`{"_node":"n1","ts":1.9,"uid":"C5","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.5","proto":"udp","query":"x.pano.test","qtype_name":"A","rcode":5,"rcode_name":"REFUSED","rtt":0.0001,"TC":false,"rejected":true}`,
 		// no response seen: no rcode, no rtt
-		`{"ts":2.0,"uid":"C6","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.5","proto":"udp","query":"a.pano.test","qtype_name":"A","TC":false,"rejected":false}`,
+		`{"_node":"n1","ts":2.0,"uid":"C6","id_orig_h":"198.18.0.2","id_resp_h":"198.18.0.5","proto":"udp","query":"a.pano.test","qtype_name":"A","TC":false,"rejected":false}`,
 	)
 	fams := p.families(t)
 
 	got := counterValues(t, fams, "pano_dns_queries_total")
 	want := map[string]float64{
-		"qtype=A,rcode=NOERROR,server=198.18.0.1":     2,
-		"qtype=AAAA,rcode=NXDOMAIN,server=198.18.0.1": 1,
-		"qtype=TXT,rcode=NOERROR,server=198.18.0.5":   1,
-		"qtype=A,rcode=REFUSED,server=198.18.0.5":     1,
-		"qtype=A,rcode=unanswered,server=198.18.0.5":  1,
+		"node=n1,qtype=A,rcode=NOERROR,server=198.18.0.1":     2,
+		"node=n1,qtype=AAAA,rcode=NXDOMAIN,server=198.18.0.1": 1,
+		"node=n1,qtype=TXT,rcode=NOERROR,server=198.18.0.5":   1,
+		"node=n1,qtype=A,rcode=REFUSED,server=198.18.0.5":     1,
+		"node=n1,qtype=A,rcode=unanswered,server=198.18.0.5":  1,
 	}
 	assertMap(t, "pano_dns_queries_total", got, want)
 	assertMap(t, "pano_dns_unanswered_queries_total", counterValues(t, fams, "pano_dns_unanswered_queries_total"),
-		map[string]float64{"server=198.18.0.5": 1})
+		map[string]float64{"node=n1,server=198.18.0.5": 1})
 	assertMap(t, "pano_dns_truncated_responses_total", counterValues(t, fams, "pano_dns_truncated_responses_total"),
-		map[string]float64{"server=198.18.0.5": 1})
+		map[string]float64{"node=n1,server=198.18.0.5": 1})
 	assertMap(t, "pano_dns_rejected_responses_total", counterValues(t, fams, "pano_dns_rejected_responses_total"),
-		map[string]float64{"server=198.18.0.5": 1})
+		map[string]float64{"node=n1,server=198.18.0.5": 1})
 	assertMap(t, "pano_dns_queries_by_name_total", counterValues(t, fams, "pano_dns_queries_by_name_total"),
-		map[string]float64{"qname=a.pano.test": 3, "qname=nx.pano.test": 1, "qname=big.pano.test": 1, "qname=x.pano.test": 1})
+		map[string]float64{"node=n1,qname=a.pano.test": 3, "node=n1,qname=nx.pano.test": 1, "node=n1,qname=big.pano.test": 1, "node=n1,qname=x.pano.test": 1})
 
 	// Histograms: only records with rtt are observed, in seconds and in
 	// milliseconds; the bucket bounds are the client library's defaults
@@ -441,7 +442,7 @@ func TestMainConfigMetricsFromRecords(t *testing.T) {
 		for _, m := range mf.GetMetric() {
 			byServer[labelsOf(m)] = m.GetHistogram()
 		}
-		h1, h5 := byServer["server=198.18.0.1"], byServer["server=198.18.0.5"]
+		h1, h5 := byServer["node=n1,server=198.18.0.1"], byServer["node=n1,server=198.18.0.5"]
 		if h1 == nil || h5 == nil || len(byServer) != 2 {
 			t.Fatalf("%s series = %v", name, keys(byServer))
 		}
@@ -478,8 +479,8 @@ func TestCardinalityCaps(t *testing.T) {
 		mainKey       string // its series every record counts in
 	}{
 		{"encode_dns_names", "ingest_dns", 5 * time.Minute,
-			`{"uid":"C%[1]d","id_resp_h":"198.18.0.1","query":"n%[1]d.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.001}`,
-			"pano_dns_queries_by_name_total", "pano_dns_queries_total", "qtype=A,rcode=NOERROR,server=198.18.0.1"},
+			`{"_node":"n1","uid":"C%[1]d","id_resp_h":"198.18.0.1","query":"n%[1]d.pano.test","qtype_name":"A","rcode":0,"rcode_name":"NOERROR","rtt":0.001}`,
+			"pano_dns_queries_by_name_total", "pano_dns_queries_total", "node=n1,qtype=A,rcode=NOERROR,server=198.18.0.1"},
 		{"encode_http_hosts", "ingest_http", 5 * time.Minute,
 			`{"uid":"C%[1]d","id_resp_h":"198.18.1.1","method":"GET","host":"h%[1]d.pano.test","uri":"/","status_code":200,"response_time":0.001,"request_body_len":0,"response_body_len":1}`,
 			"pano_http_requests_by_host_total", "pano_http_requests_total", "method=GET,server=198.18.1.1,status_code=200"},

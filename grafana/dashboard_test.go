@@ -56,7 +56,7 @@ var dashboards = []struct {
 // grafanaVars are values for the variables Grafana fills in itself, and the
 // dashboard's own, for parsing.
 var grafanaVars = map[string]string{
-	"__rate_interval": "1m", "__interval": "15s", "__range": "1h", "server": ".*",
+	"__rate_interval": "1m", "__interval": "15s", "__range": "1h", "server": ".*", "node": ".*",
 }
 
 func datasourceUID(t *testing.T) string {
@@ -263,7 +263,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	// pano_flp_), the agent's and the shim's: see grafana/README.md.
 	for _, n := range []string{
 		"pano_flp_ingest_flows_processed", "pano_flp_metrics_dropped",
-		"pano_agent_packets_dropped_total",
+		"pano_agent_packets_dropped_total", "pano_agent_packets_captured_total", "pano_agent_pcap_over_tcp_clients_connected",
 		"pano_shim_bytes_behind", "pano_shim_records_produced_total",
 	} {
 		known[n] = true

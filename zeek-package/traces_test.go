@@ -42,6 +42,9 @@ var addedFields = map[string][]string{
 	"ssl":  {"handshake_time", "server_cert_not_valid_after", "server_cert_subject", "server_cert_san_dns"},
 }
 
+// nodeField is the extension field node-name.zeek adds to every log.
+const nodeField = "_node"
+
 // Logs about Zeek itself rather than the traffic: they differ from run to
 // run (wall-clock times, memory) or by the scripts loaded.
 var selfLogs = map[string]bool{
@@ -299,7 +302,7 @@ func checkStockFields(t *testing.T, r traceResult, n *traceCounts) {
 				}
 			}
 			for k := range pano[i] {
-				if _, ok := stock[i][k]; ok || slices.Contains(addedFields[name], k) || (name == "dns" && k == "rtt") {
+				if _, ok := stock[i][k]; ok || slices.Contains(addedFields[name], k) || k == nodeField || (name == "dns" && k == "rtt") {
 					continue
 				}
 				t.Errorf("%s: %s.log record %d: the package adds %s=%s", r.name, name, i+1, k, pano[i][k])

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-var testVars = map[string]string{"__rate_interval": "1m", "__range": "1h", "server": ".*"}
+var testVars = map[string]string{"__rate_interval": "1m", "__range": "1h", "server": ".*", "node": ".*"}
 
 func TestExpandVariables(t *testing.T) {
 	for in, want := range map[string]string{

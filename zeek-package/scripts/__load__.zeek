@@ -11,6 +11,8 @@
 ##!   those are written.
 ##! - log-rotation: logs rotate hourly; a restarted Zeek rotates the
 ##!   logs it finds instead of overwriting them.
+##! - node-name: every log line says which node wrote it ("_node",
+##!   from PANO_NODE or the host name).
 ##!
 ##! The packet source's own settings (PcapOverTcp::*) come with the
 ##! plugin and do not need this package's scripts.
@@ -22,3 +24,4 @@
 @load ./tls-handshake
 @load ./forwarded-logs
 @load ./log-rotation
+@load ./node-name
