@@ -171,10 +171,26 @@ func TestKafkaClusterSurvivesLeaderKill(t *testing.T) {
 			t.Errorf("elect the preferred leader of partition %d: %v %s", p, r.Err, r.ErrMessage)
 		}
 	}
-	leaders = c.Leaders(t, topic)
-	for _, p := range preferred {
-		if leaders[p] != victim {
-			t.Errorf("partition %d: led by Nodes[%d] after electing its preferred leader, Nodes[%d]", p, leaders[p], victim)
+	// The election's answer comes before every broker's metadata shows
+	// it: wait for the metadata.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		leaders = c.Leaders(t, topic)
+		moved := 0
+		for _, p := range preferred {
+			if leaders[p] == victim {
+				moved++
+			}
+		}
+		if moved == len(preferred) {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, p := range preferred {
+				if leaders[p] != victim {
+					t.Errorf("partition %d: led by Nodes[%d] 30 s after electing its preferred leader, Nodes[%d]", p, leaders[p], victim)
+				}
+			}
+			break
 		}
 	}
 	t.Logf("Nodes[%d] leads partitions %v again", victim, preferred)
