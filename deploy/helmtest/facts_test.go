@@ -55,8 +55,19 @@ func gatherFacts(root string) (*facts, error) {
 	if f.shimVars, err = envflagVars(root, "shim/cmd/pano-shim"); err != nil {
 		return nil, err
 	}
-	if f.zeekVars, err = scriptVars(filepath.Join(root, "zeek-package/docker/entrypoint.sh")); err != nil {
+	if f.zeekVars, err = scriptVars(filepath.Join(root, "zeek-package/docker/entrypoint.sh"), shellVar); err != nil {
 		return nil, err
+	}
+	// The package's scripts read a few more (getenv).
+	scripts, _ := filepath.Glob(filepath.Join(root, "zeek-package/scripts/*.zeek"))
+	for _, s := range scripts {
+		vars, err := scriptVars(s, zeekGetenv)
+		if err != nil {
+			continue // a script that reads none
+		}
+		for v := range vars {
+			f.zeekVars[v] = true
+		}
 	}
 	var compose struct {
 		Services map[string]struct {
@@ -165,14 +176,20 @@ func envflagVars(root, pkg string) (map[string]string, error) {
 	return vars, nil
 }
 
-// scriptVars returns the variables a shell script reads as ${NAME...}.
-func scriptVars(path string) (map[string]bool, error) {
+var (
+	shellVar   = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)`)
+	zeekGetenv = regexp.MustCompile(`getenv\("([A-Z][A-Z0-9_]*)"\)`)
+)
+
+// scriptVars returns the variables a script reads, as re's first group
+// finds them (${NAME} in a shell script, getenv("NAME") in Zeek's).
+func scriptVars(path string, re *regexp.Regexp) (map[string]bool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
 	vars := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)`).FindAllStringSubmatch(string(b), -1) {
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
 		vars[m[1]] = true
 	}
 	if len(vars) == 0 {

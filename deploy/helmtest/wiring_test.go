@@ -96,7 +96,7 @@ func checkEnv(r *rendered, f *facts, p *problems) {
 	}{
 		{agent, func(v string) bool { _, ok := f.agentVars[v]; return ok }, "pano-agent --help"},
 		{shim, func(v string) bool { _, ok := f.shimVars[v]; return ok }, "pano-shim --help"},
-		{zeek, func(v string) bool { return f.zeekVars[v] }, "zeek-package/docker/entrypoint.sh"},
+		{zeek, func(v string) bool { return f.zeekVars[v] }, "zeek-package's entrypoint.sh or scripts"},
 	} {
 		defined := map[string]bool{}
 		referenced := map[string]bool{}
