@@ -289,7 +289,7 @@ func (lr *logRun) run(readCtx, prodCtx context.Context) error {
 		}
 		origin := kafka.Origin{Source: lr.src, End: line.End, Hash: crc32.Checksum(line.Data, castagnoli)}
 		key := lr.bytes(uid)
-		if line.End <= lr.srcLast && lr.sent.Has(kafka.Partition(key, origin, lr.sentCount), origin) {
+		if line.End <= lr.srcLast && lr.sent.Has(kafka.Partition(kafka.PartitionKey(lr.f.cfg.Kafka.PartitionBy, key), origin, lr.sentCount), origin) {
 			lr.dups.Inc()
 			lr.track.skip(line.File, line.End, lr.truncations, header)
 			continue
@@ -325,7 +325,7 @@ func (lr *logRun) send(ctx context.Context, line follow.Line, header []string, o
 	n := s.t.add(&s.e)
 	origin.Put(s.origin[:])
 	s.hdr[0] = kgo.RecordHeader{Key: kafka.OriginHeader, Value: s.origin[:]}
-	s.rec = kgo.Record{Topic: lr.topic, Key: key, Value: lr.copy(value), Headers: s.hdr[:], Partition: kafka.Partition(key, origin, n)}
+	s.rec = kgo.Record{Topic: lr.topic, Key: key, Value: lr.copy(value), Headers: s.hdr[:], Partition: kafka.Partition(kafka.PartitionKey(lr.f.cfg.Kafka.PartitionBy, key), origin, n)}
 	lr.f.progress.hand()
 	lr.cl.Produce(ctx, &s.rec, func(r *kgo.Record, err error) { lr.settled(s, r, err) })
 }

@@ -33,6 +33,11 @@ type Config struct {
 	// acknowledgement: Produce blocks beyond it, so an absent broker
 	// stops the reading instead of growing memory.
 	MaxBuffered int
+	// PartitionBy is what picks a record's partition: "line" (each line
+	// by its origin, so that records spread evenly whatever the uids) or
+	// "uid" (a connection's records in one partition, in order); empty
+	// is "line".
+	PartitionBy string
 
 	TLS  TLSConfig
 	SASL SASLConfig
@@ -121,6 +126,9 @@ func (c Config) ProducerOpts(limits *BatchLimits) ([]kgo.Opt, error) {
 	codec, err := compression(c.Compression)
 	if err != nil {
 		return nil, err
+	}
+	if c.PartitionBy != "" && c.PartitionBy != PartitionByLine && c.PartitionBy != PartitionByUID {
+		return nil, fmt.Errorf("KAFKA_PARTITION_BY=%q: want line or uid", c.PartitionBy)
 	}
 	if c.BatchBytes < 1024 || c.BatchBytes > 1<<30 {
 		return nil, fmt.Errorf("KAFKA_BATCH_BYTES=%d: want 1024 to 1073741824", c.BatchBytes)

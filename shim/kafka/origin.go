@@ -53,6 +53,24 @@ func SourceID(path string, dev, ino uint64, truncations int) uint64 {
 	return h.Sum64()
 }
 
+// Partition strategies (Config.PartitionBy).
+const (
+	PartitionByLine = "line"
+	PartitionByUID  = "uid"
+)
+
+// PartitionKey is what Partition hashes for a record with key under the
+// strategy by: the key for PartitionByUID, nothing (so the line's origin)
+// for PartitionByLine. A uid is a connection, and one connection can carry
+// a whole DNS load (a resolver's or a load generator's single socket): by
+// uid, that load lands in one partition and one flowlogs-pipeline replica.
+func PartitionKey(by string, key []byte) []byte {
+	if by == PartitionByUID {
+		return key
+	}
+	return nil
+}
+
 // Partition picks the partition of a record among n: by its key (the
 // record's uid, so one connection's records stay in order in one
 // partition) or, without a key, by where its line ends. Either way the

@@ -25,7 +25,9 @@ func TestClusterLeaderKilled(t *testing.T) {
 		return fmt.Sprintf(`{"ts":%d.%06d,"uid":"K%04d","seq":%d,"id_orig_h":"10.253.0.1","id_resp_h":"10.253.0.2","query":"name%d.example.test","rcode_name":"NOERROR"}`+"\n",
 			1795642521+i/1000, i%1000*1000, i%keys, i, i)
 	}
-	p := startShim(t, log, c.Bootstrap, state, "-shim-topic-prefix", "cl-", "-shim-health-timeout", "20s")
+	p := startShim(t, log, c.Bootstrap, state, "-shim-topic-prefix", "cl-", "-shim-health-timeout", "20s",
+		// The order per key is what this test checks: a uid's records in one partition.
+		"-kafka-partition-by", "uid")
 	written := make(chan struct{})
 	go func() {
 		defer close(written)

@@ -73,6 +73,7 @@ func run(args []string) error {
 	fs.StringVar(&k.Compression, "kafka-compression", "lz4", "none, gzip, snappy, lz4 or zstd")
 	fs.IntVar(&k.BatchBytes, "kafka-batch-bytes", 512<<10, "largest record batch (before compression); capped by each topic's max.message.bytes")
 	fs.DurationVar(&k.Linger, "kafka-linger", 5*time.Millisecond, "longest wait to fill a batch")
+	fs.StringVar(&k.PartitionBy, "kafka-partition-by", "line", "what picks a record's partition: line (spreads records evenly) or uid (a connection's records in one partition, in order)")
 	fs.DurationVar(&k.RetryBackoff, "kafka-retry-backoff", 250*time.Millisecond, "first retry delay, doubling up to 10x; records are retried until acknowledged")
 	fs.BoolVar(&k.TLS.Enable, "kafka-tls", false, "use TLS to the brokers")
 	fs.StringVar(&k.TLS.CAFile, "kafka-tls-ca", "", "PEM CA bundle (default: system roots)")
