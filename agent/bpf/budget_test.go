@@ -120,9 +120,9 @@ func runBudget(t *testing.T, expr string, port uint16, v6 bool, steps []budgetSt
 
 // TestClassifierBudgetTurns: an HTTP/1.1 keep-alive conversation under
 // budget=100: each side's turn gets its HTTP header and 100 payload bytes
-// more, a status line at the start of a segment starts a new turn
-// (pipelining), SYN/FIN/RST are always copied, pure ACKs only while the
-// other side has skipped payload.
+// more, a new turn starts when the other side has spoken, a second
+// message in one turn (pipelining) has the connection copied whole from
+// then on, SYN/FIN/RST are always copied, pure ACKs never.
 func TestClassifierBudgetTurns(t *testing.T) {
 	get := "GET / HTTP/1.1\r\nHost: www.pano.test\r\n\r\n"
 	head := "HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n"
@@ -140,21 +140,21 @@ func TestClassifierBudgetTurns(t *testing.T) {
 				{what: "request", client: true, flags: tcpACK, payload: get, copied: true, payLen: len(get)},
 				{what: "response header and 100 bytes of body", flags: tcpACK, payload: head + body, copied: true, payLen: len(head) + 100},
 				{what: "more body", flags: tcpACK, payload: body},
-				{what: "ACK of skipped body", client: true, flags: tcpACK, copied: true},
+				{what: "ACK of skipped body", client: true, flags: tcpACK},
 				{what: "next request", client: true, flags: tcpACK, payload: get, copied: true, payLen: len(get)},
 				{what: "small response", flags: tcpACK, payload: head, copied: true, payLen: len(head)},
 				{what: "ACK of nothing skipped", client: true, flags: tcpACK},
-				{what: "pipelined response of the same turn", flags: tcpACK, payload: head + body, copied: true, payLen: len(head) + 100},
-				{what: "its body past the budget", flags: tcpACK, payload: body},
-				{what: "FIN past the budget, payload cut", flags: tcpFIN | tcpACK, payload: body, copied: true, payLen: 0},
+				{what: "a second response in the turn: pipelining, copied whole", flags: tcpACK, payload: head + body, copied: true, payLen: len(head) + len(body)},
+				{what: "and from then on", flags: tcpACK, payload: body, copied: true, payLen: len(body)},
+				{what: "FIN with payload", flags: tcpFIN | tcpACK, payload: body, copied: true, payLen: len(body)},
 				{what: "RST", client: true, flags: tcpRST, copied: true},
 			})
 			k, err := c.Counters()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cut := 2*(len(body)-100) + len(body); k.BudgetSkipped != 4 || k.BudgetTruncated != 3 || k.BudgetTruncatedBytes != uint64(cut) {
-				t.Errorf("counters: %d skipped, %d truncated (%d bytes cut); want 4, 3 (%d)", k.BudgetSkipped, k.BudgetTruncated,
+			if cut := len(body) - 100; k.BudgetSkipped != 4 || k.BudgetTruncated != 1 || k.BudgetTruncatedBytes != uint64(cut) {
+				t.Errorf("counters: %d skipped, %d truncated (%d bytes cut); want 4, 1 (%d)", k.BudgetSkipped, k.BudgetTruncated,
 					k.BudgetTruncatedBytes, cut)
 			}
 			if k.Matched != 10 {
@@ -180,18 +180,24 @@ func TestClassifierBudgetHandshake(t *testing.T) {
 	})
 }
 
-// TestClassifierBudgetHeadersOnly: budget=0 copies an HTTP/1 header to
-// its blank line, wherever the line falls in the first 2 KiB of the
-// segment, and no body; a turn that starts with something else gets
-// nothing.
-func TestClassifierBudgetHeadersOnly(t *testing.T) {
+// TestClassifierBudgetHeaders: budget=1 copies an HTTP/1 header to its
+// blank line, wherever the line falls in the first 2 KiB of the segment,
+// and one byte of body; a turn that starts with something else gets one
+// byte; once a side sends two messages in one turn (pipelining), the
+// connection is copied whole.
+func TestClassifierBudgetHeaders(t *testing.T) {
 	long := "HTTP/1.1 200 OK\r\nServer: pano\r\nX-Filler: " + strings.Repeat("f", 1500) + "\r\n\r\n"
 	short := "GET / HTTP/1.1\r\n\r\n"
-	runBudget(t, "tcp,80,budget=0", 80, false, []budgetStep{
-		{what: "short request", client: true, flags: tcpACK, payload: short + "body", copied: true, payLen: len(short)},
-		{what: "long header", flags: tcpACK, payload: long + strings.Repeat("b", 1500), copied: true, payLen: len(long)},
+	runBudget(t, "tcp,80,budget=1", 80, false, []budgetStep{
+		{what: "short request", client: true, flags: tcpACK, payload: short + "body", copied: true, payLen: len(short) + 1},
+		{what: "long header", flags: tcpACK, payload: long + strings.Repeat("b", 1500), copied: true, payLen: len(long) + 1},
+		{what: "next request", client: true, flags: tcpACK, payload: short, copied: true, payLen: len(short)},
 		{what: "header only", flags: tcpACK, payload: long, copied: true, payLen: len(long)},
-		{what: "not HTTP", client: true, flags: tcpACK, payload: strings.Repeat("x", 100)},
+		{what: "its body's first byte", flags: tcpACK, payload: "body", copied: true, payLen: 1},
+		{what: "the rest", flags: tcpACK, payload: "body"},
+		{what: "not HTTP", client: true, flags: tcpACK, payload: strings.Repeat("x", 100), copied: true, payLen: 1},
+		{what: "three pipelined requests in one segment", client: true, flags: tcpACK, payload: short + short + short + "xyz", copied: true, payLen: len(short)*3 + 3},
+		{what: "then the connection whole", flags: tcpACK, payload: long + strings.Repeat("b", 1500), copied: true, payLen: len(long) + 1500},
 	})
 }
 

@@ -149,8 +149,9 @@ struct flow_budget {
 	__u32 used[2];   // payload bytes copied in the side's current turn
 	__u32 allow[2];  // payload bytes the side's current turn may copy
 	__u8 turn;       // side + 1 of the last payload seen, 0 before any
-	__u8 skipped[2]; // the side's payload was cut or skipped this turn
-	__u8 pad[5];
+	__u8 msgs[2];    // HTTP/1 messages the side started in its current turn
+	__u8 pipelined;  // a side sent two messages in one turn: copy everything
+	__u8 pad[4];
 };
 
 // How far header_end looks for the blank line that ends an HTTP/1
@@ -664,14 +665,15 @@ decided:
 	return swap;
 }
 
-// starts_message reports whether the payload begins an HTTP/1 request or
-// response: a new message re-arms the budget, so that the headers of the
-// next response on a keep-alive or pipelined connection are copied even
-// when its predecessor's body used the turn's budget up.
-static __always_inline int starts_message(struct __sk_buff *skb, const struct pkt_info *info)
+// starts_message_at reports whether the payload at offset at begins an
+// HTTP/1 request or response: a new message re-arms the budget, so that
+// the headers of the next response on a keep-alive or pipelined
+// connection are copied even when its predecessor's body used the turn's
+// budget up.
+static __always_inline int starts_message_at(struct __sk_buff *skb, const struct pkt_info *info, __u32 at)
 {
 	char b[8];
-	if (info->payload_len < sizeof(b) || bpf_skb_load_bytes(skb, info->payload_off, b, sizeof(b)) < 0)
+	if (at + sizeof(b) > info->payload_len || bpf_skb_load_bytes(skb, info->payload_off + at, b, sizeof(b)) < 0)
 		return 0;
 	if (b[0] == 'H' && b[1] == 'T' && b[2] == 'T' && b[3] == 'P' && b[4] == '/' && b[5] == '1' && b[6] == '.')
 		return 1;
@@ -693,12 +695,12 @@ static __always_inline int starts_message(struct __sk_buff *skb, const struct pk
 	return 0;
 }
 
-// header_end returns where the HTTP/1 header that starts the payload ends
+// header_end returns where the HTTP/1 header that starts at off ends
 // (just past its blank line, "\r\n\r\n"), or 0 when the first HEADER_SCAN
-// bytes of the segment hold no such line. A global function: the verifier
-// checks it once on its own and its result is a plain number to the
-// caller, so the scan's many exits do not multiply the paths it walks
-// through the rest of the classifier.
+// bytes from off up to off + len hold no such line. A global function:
+// the verifier checks it once on its own and its result is a plain number
+// to the caller, so the scan's many exits do not multiply the paths it
+// walks through the rest of the classifier.
 __attribute__((noinline)) int header_end(struct __sk_buff *skb, __u32 off, __u32 len)
 {
 	__u8 buf[HEADER_CHUNK];
@@ -711,8 +713,8 @@ __attribute__((noinline)) int header_end(struct __sk_buff *skb, __u32 off, __u32
 	// simple: the last one ends at the payload's end and so overlaps
 	// bytes already scanned (or, for a short payload, the headers before
 	// it); it is scanned whole, from a fresh window, and a blank line
-	// before the payload is ignored. The frame's own headers make end >=
-	// 64 for any payload long enough to hold an HTTP header.
+	// before off is ignored. The frame's own headers make end >= 64 for
+	// any payload long enough to hold an HTTP header.
 	if (end < HEADER_CHUNK)
 		return 0;
 	for (__u32 c = 0; c < HEADER_SCAN / HEADER_CHUNK; c++) {
@@ -734,15 +736,41 @@ __attribute__((noinline)) int header_end(struct __sk_buff *skb, __u32 off, __u32
 	return 0;
 }
 
+// MAX_PIPELINED is how many HTTP/1 messages one segment may start with
+// and still have every header copied (pipelined requests are often sent
+// together).
+#define MAX_PIPELINED 8
+
+// headers_end returns how much of the payload the HTTP/1 headers at its
+// start take: the first header, and each header that follows it straight
+// away (a pipelined request); HEADER_MAX when the first one goes on past
+// the scanned part of the segment. *messages counts the headers.
+static __always_inline __u32 headers_end(struct __sk_buff *skb, const struct pkt_info *info, __u32 *messages)
+{
+	__u32 total = 0;
+	*messages = 1;
+	for (int i = 0; i < MAX_PIPELINED; i++) {
+		if (total >= info->payload_len)
+			break;
+		__u32 h = header_end(skb, info->payload_off + total, info->payload_len - total);
+		if (h == 0)
+			return total ? total : HEADER_MAX;
+		total += h;
+		if (!starts_message_at(skb, info, total))
+			break;
+		*messages = i + 2;
+	}
+	return total;
+}
+
 // budget_admit applies a rule's payload budget to a TCP packet. It
 // returns 0 when the packet is not copied at all, else 1 with *keep the
 // payload bytes to copy (all of them, or the budget's rest). What Zeek
 // needs to stay correct is always copied: SYN, FIN and RST; each turn's
 // first budget bytes, and when the turn starts with an HTTP/1 message its
-// whole header besides (up to the blank line); and the ACKs that let Zeek
-// step over payload that was skipped (Zeek's reassembler moves past a
-// hole when the other side acknowledges it). Pure ACKs of a flow that
-// skipped nothing are not needed and not copied.
+// whole header besides (up to the blank line). Pure ACKs are not copied:
+// Zeek steps over a hole in one side's stream when the other side
+// acknowledges past it, and the next request, or the FIN, does that.
 static __always_inline int budget_admit(struct __sk_buff *skb, const struct pkt_info *info,
 					const struct rule *r, __u32 *keep)
 {
@@ -772,19 +800,33 @@ static __always_inline int budget_admit(struct __sk_buff *skb, const struct pkt_
 	int control = flags & (TCP_FLAG_FIN | TCP_FLAG_RST);
 	__u32 len = info->payload_len;
 	if (len == 0)
-		return control || st->skipped[side ^ 1];
+		return control;
 
 	if (r->budget_mode == BUDGET_TURN) {
-		int message = starts_message(skb, info);
+		// Pipelined HTTP: a response can start anywhere in a segment, after
+		// the body of the one before, where only the body's length (in
+		// its header) says. The classifier does not follow bodies, so a
+		// pipelined connection is copied whole from then on.
+		if (st->pipelined)
+			return 1;
+		int message = starts_message_at(skb, info, 0);
+		if (st->turn != side + 1)
+			st->msgs[side] = 0;
 		if (st->turn != side + 1 || message) {
 			__u32 allow = r->budget;
 			if (message) {
-				__u32 h = header_end(skb, info->payload_off, len);
-				allow += h ? h : HEADER_MAX;
+				__u32 n = 0;
+				allow += headers_end(skb, info, &n);
+				n += st->msgs[side];
+				st->msgs[side] = n > 255 ? 255 : n;
+				if (n > 1) {
+					st->pipelined = 1;
+					st->turn = side + 1;
+					return 1;
+				}
 			}
 			st->allow[side] = allow;
 			st->used[side] = 0;
-			st->skipped[side] = 0;
 		}
 	} else {
 		st->allow[side] = r->budget;
@@ -793,14 +835,11 @@ static __always_inline int budget_admit(struct __sk_buff *skb, const struct pkt_
 	__u32 used = st->used[side];
 	__u32 allow = st->allow[side];
 	if (used >= allow) {
-		st->skipped[side] = 1;
 		*keep = 0;
 		return control;
 	}
-	if (len > allow - used) {
+	if (len > allow - used)
 		*keep = allow - used;
-		st->skipped[side] = 1;
-	}
 	st->used[side] = used + *keep;
 	return 1;
 }

@@ -14,12 +14,13 @@ import (
 )
 
 type CaptureFlowBudget struct {
-	_       structs.HostLayout
-	Used    [2]uint32
-	Allow   [2]uint32
-	Turn    uint8
-	Skipped [2]uint8
-	Pad     [5]uint8
+	_         structs.HostLayout
+	Used      [2]uint32
+	Allow     [2]uint32
+	Turn      uint8
+	Msgs      [2]uint8
+	Pipelined uint8
+	Pad       [4]uint8
 }
 
 type CaptureFlowKey struct {

@@ -19,17 +19,21 @@
 //	           budget=SIZE     each side's first SIZE bytes of payload per
 //	                           turn: a turn starts when the side speaks after
 //	                           the other did, or with an HTTP/1 request or
-//	                           status line at the start of a segment (a new
-//	                           message on a keep-alive or pipelined
-//	                           connection). A turn that starts with an HTTP/1
+//	                           status line at the start of a segment. A
+//	                           second HTTP/1 message in one turn means
+//	                           pipelining: that connection is then copied
+//	                           whole. A turn that starts with an HTTP/1
 //	                           message also gets its whole header (to the
-//	                           blank line), so budget=0 copies HTTP headers
-//	                           and no body: what Zeek's http.log needs.
+//	                           blank line), so budget=1 copies each HTTP
+//	                           header and the first byte of its body: what
+//	                           Zeek's http.log needs (Zeek steps over the
+//	                           rest of a body once it has seen a byte of it).
 //	           handshake=SIZE  each side's first SIZE bytes of payload of the
 //	                           whole connection. For TLS: handshake=16KiB.
-//	           SYN, FIN and RST are always copied, and the ACKs Zeek needs to
-//	           step over what was not; a segment that crosses the budget is
-//	           copied up to it, its IP length rewritten to match.
+//	           SYN, FIN and RST are always copied, pure ACKs never (Zeek steps
+//	           over what was not copied when the next request or the FIN
+//	           acknowledges it); a segment that crosses the budget is copied
+//	           up to it, its IP length rewritten to match.
 //
 // CIDR, DIRECTION and BUDGET may come in any order. A packet is captured when
 // any rule matches. Examples: "udp,53", "udp,53;tcp,53",
@@ -272,10 +276,13 @@ func (r *Rule) setBudget(key, value string) error {
 		return fmt.Errorf("%s=%s: a payload budget needs a tcp rule", key, value)
 	}
 	n, err := parseSize(value)
-	if err != nil || (n == 0 && mode == HandshakeBudget) {
-		if err == nil {
-			err = errors.New("a handshake budget of 0 would copy no payload at all")
-		}
+	if err == nil && n == 0 {
+		// Zeek's HTTP analyzer steps over a gap in a body only once it
+		// has seen a byte of that body; without one it stops parsing the
+		// connection's replies.
+		err = errors.New("at least 1 byte: Zeek needs the first byte of a body to step over the rest")
+	}
+	if err != nil {
 		return fmt.Errorf("%s=%s: %w", key, value, err)
 	}
 	r.BudgetMode, r.Budget = mode, n
@@ -298,15 +305,13 @@ func parseSize(s string) (uint32, error) {
 	}
 	n, err := strconv.ParseUint(digits, 10, 32)
 	if err != nil || n*unit > MaxBudget {
-		return 0, fmt.Errorf("want a size from 0 bytes to 1MiB, like 4KiB")
+		return 0, fmt.Errorf("want a size from 1 byte to 1MiB, like 4KiB")
 	}
 	return uint32(n * unit), nil
 }
 
 func formatSize(n uint32) string {
 	switch {
-	case n == 0:
-		return "0"
 	case n%(1<<20) == 0:
 		return strconv.Itoa(int(n>>20)) + "MiB"
 	case n%(1<<10) == 0:

@@ -26,7 +26,7 @@ func TestParse(t *testing.T) {
 		{"any,any", []Rule{{}}},
 		{"all", []Rule{{}}},
 		{"any,*,both", []Rule{{}}},
-		{"tcp,80,budget=0", []Rule{{Protocol: TCP, Port: 80, BudgetMode: TurnBudget}}},
+		{"tcp,80,budget=1", []Rule{{Protocol: TCP, Port: 80, BudgetMode: TurnBudget, Budget: 1}}},
 		{"tcp,80,budget=4k,in", []Rule{{Protocol: TCP, Port: 80, Direction: Ingress, BudgetMode: TurnBudget, Budget: 4096}}},
 		{"tcp,443, handshake = 16KiB ,10.0.0.0/8", []Rule{{Protocol: TCP, Port: 443, Prefix: p("10.0.0.0/8"), BudgetMode: HandshakeBudget, Budget: 16384}}},
 		{"tcp,8080,budget=1MiB", []Rule{{Protocol: TCP, Port: 8080, BudgetMode: TurnBudget, Budget: 1 << 20}}},
@@ -62,10 +62,11 @@ func TestParseErrors(t *testing.T) {
 		{"udp,53;tcp,x", "rule 2"},
 		{"udp,53,budget=4k", "needs a tcp rule"},
 		{"any,any,handshake=4k", "needs a tcp rule"},
-		{"tcp,80,budget=2MiB", "0 bytes to 1MiB"},
+		{"tcp,80,budget=2MiB", "1 byte to 1MiB"},
 		{"tcp,80,budget=4GB", "unknown unit"},
-		{"tcp,80,budget=", "0 bytes to 1MiB"},
-		{"tcp,443,handshake=0", "no payload at all"},
+		{"tcp,80,budget=", "1 byte to 1MiB"},
+		{"tcp,80,budget=0", "first byte of a body"},
+		{"tcp,443,handshake=0", "at least 1 byte"},
 		{"tcp,80,budget=1k,handshake=1k", "a rule has one budget"},
 		{"tcp,80,snaplen=100", "unknown option"},
 	} {
@@ -77,7 +78,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestFormatRoundTrip(t *testing.T) {
-	in := "udp,53;tcp,53,198.18.0.0/15,in;any,any,fd00::/8,out;tcp,80,budget=0;tcp,443,out,handshake=16KiB;tcp,8080,budget=1000"
+	in := "udp,53;tcp,53,198.18.0.0/15,in;any,any,fd00::/8,out;tcp,80,budget=1;tcp,443,out,handshake=16KiB;tcp,8080,budget=1000"
 	rules, err := Parse(in)
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,12 @@ func readDNSLog(t testing.TB, path string) []dnsRecord {
 }
 
 func readJSONLog(t testing.TB, path string) []dnsRecord {
+	return readZeekLog[dnsRecord](t, path)
+}
+
+// readZeekLog reads a Zeek JSON log, one T per line; none when the file
+// does not exist (yet).
+func readZeekLog[T any](t testing.TB, path string) []T {
 	t.Helper()
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -55,11 +61,11 @@ func readJSONLog(t testing.TB, path string) []dnsRecord {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []dnsRecord
+	var out []T
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for line := 1; sc.Scan(); line++ {
-		var r dnsRecord
+		var r T
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("%s:%d: %v", path, line, err)
 		}
