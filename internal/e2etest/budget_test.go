@@ -37,7 +37,7 @@ type webCapture struct {
 	zeek *testenv.Zeek
 }
 
-func startWebCapture(t *testing.T, name, agentBin string, img *testenv.ZeekImage, ifaces []string, filter string) *webCapture {
+func startWebCapture(t testing.TB, name, agentBin string, img *testenv.ZeekImage, ifaces []string, filter string) *webCapture {
 	t.Helper()
 	ag := startAgent(t, agentBin, ifaces, 1, filter)
 	z := testenv.StartZeek(t, img, testenv.ZeekOptions{Port: ag.basePort, LogDir: t.TempDir(),
@@ -50,7 +50,7 @@ func startWebCapture(t *testing.T, name, agentBin string, img *testenv.ZeekImage
 }
 
 // metrics scrapes the agent.
-func (w *webCapture) metrics(t *testing.T) map[string]float64 {
+func (w *webCapture) metrics(t testing.TB) map[string]float64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -62,12 +62,12 @@ func (w *webCapture) metrics(t *testing.T) map[string]float64 {
 }
 
 // bytesToZeek is what the agent has written to Zeek's socket so far.
-func (w *webCapture) bytesToZeek(t *testing.T) float64 {
+func (w *webCapture) bytesToZeek(t testing.TB) float64 {
 	return w.metrics(t)["pano_agent_pcap_over_tcp_bytes_sent_total"]
 }
 
 // drops are the packets the agent lost on the way to Zeek, all reasons.
-func (w *webCapture) drops(t *testing.T) float64 {
+func (w *webCapture) drops(t testing.TB) float64 {
 	return w.metrics(t)["pano_agent_packets_dropped_total"]
 }
 
@@ -95,16 +95,16 @@ type weirdLogRecord struct {
 	Name string `json:"name"`
 }
 
-func (w *webCapture) httpLog(t *testing.T) []httpLogRecord {
+func (w *webCapture) httpLog(t testing.TB) []httpLogRecord {
 	return readZeekLog[httpLogRecord](t, filepath.Join(w.zeek.LogDir, "http.log"))
 }
 
-func (w *webCapture) sslLog(t *testing.T) []sslLogRecord {
+func (w *webCapture) sslLog(t testing.TB) []sslLogRecord {
 	return readZeekLog[sslLogRecord](t, filepath.Join(w.zeek.LogDir, "ssl.log"))
 }
 
 // weirds counts weird.log's entries by name.
-func (w *webCapture) weirds(t *testing.T) map[string]int {
+func (w *webCapture) weirds(t testing.TB) map[string]int {
 	out := map[string]int{}
 	for _, r := range readZeekLog[weirdLogRecord](t, filepath.Join(w.zeek.LogDir, "weird.log")) {
 		out[r.Name]++

@@ -156,7 +156,7 @@ func TestWiringDetectsDisagreements(t *testing.T) {
 		{"offline bridge not captured", "docker-compose.yml", "com.docker.network.bridge.name: pano-dns0", "com.docker.network.bridge.name: br-pano", "OfflineLoad", "does not capture"},
 		{"web load at the wrong address", "docker-compose.yml", "WEBLOAD_TARGET: 198.18.80.80", "WEBLOAD_TARGET: 198.18.80.81", "WebLoad", "webload loads 198.18.80.81"},
 		{"web server outside its subnet", "docker-compose.yml", "ipv4_address: 198.18.80.80", "ipv4_address: 198.18.81.80", "WebLoad", "outside the subnet"},
-		{"agent filter without https", "docker-compose.yml", `PCA_FILTER: "udp,53;tcp,53;tcp,80;tcp,443"`, `PCA_FILTER: "udp,53;tcp,53;tcp,80"`, "WebLoad", "does not keep TCP port 443"},
+		{"agent filter without https", "docker-compose.yml", `PCA_FILTER: "udp,53;tcp,53;tcp,80,budget=1;tcp,443,handshake=16KiB"`, `PCA_FILTER: "udp,53;tcp,53;tcp,80,budget=1"`, "WebLoad", "does not keep TCP port 443"},
 		{"web bridge not captured", "docker-compose.yml", "com.docker.network.bridge.name: pano-web0", "com.docker.network.bridge.name: br-web", "WebLoad", "does not capture"},
 		{"nginx on another TLS port", "demo2/nginx.conf", "listen 443 ssl http2 default_server;", "listen 8443 ssl http2 default_server;", "WebLoad", "TLS ports [443 8443]"},
 		{"web health check elsewhere", "docker-compose.yml", "GET /nginx_status HTTP", "GET /status HTTP", "WebLoad", "health check asks"},
