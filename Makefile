@@ -13,7 +13,7 @@ KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:
 FLP_BIN   := $(CACHE)/bin/flowlogs-pipeline
 KAFKA_DIR := $(CACHE)/kafka-$(KAFKA_VERSION)
 
-.PHONY: all build test test-go lint tools generate bench bench-capture bench-gomaxprocs bench-zeek-flood clean
+.PHONY: all build test test-go lint tools generate bench bench-capture bench-gomaxprocs bench-zeek-flood bench-cluster cluster-demo bench-http clean
 
 all: build
 
@@ -59,6 +59,20 @@ bench-gomaxprocs:
 ## bench-zeek-flood: Zeek's peak RSS under 100,000 unanswered DNS queries/s for 30 s through the agent (root, Zeek 8.0)
 bench-zeek-flood:
 	$(GO) test -run '^$$' -bench '^BenchmarkZeekUnansweredFlood$$' -benchtime 1x -count 1 -v -timeout 10m ./internal/e2etest/
+
+## cluster-demo: three nodes (agent, Zeek, shim each), a 3-broker Kafka cluster, two
+## flowlogs-pipeline replicas and Prometheus, with faults under load (root, Zeek 8.0);
+## each phase lasts PANO_CLUSTER_DURATION (default here 60s) at PANO_CLUSTER_QPS per node
+cluster-demo: tools
+	PANO_CLUSTER_DURATION=$${PANO_CLUSTER_DURATION:-60s} $(GO) test -run '^TestManyNodes$$' -count 1 -v -timeout 30m ./internal/e2etest/
+
+## bench-cluster: the three nodes with one and two flowlogs-pipeline replicas: partition skew and lag (root, Zeek 8.0)
+bench-cluster: tools
+	$(GO) test -run '^$$' -bench '^BenchmarkManyNodes$$' -benchtime 1x -count 1 -v -timeout 30m ./internal/e2etest/
+
+## bench-http: the web mix ramped through agent and Zeek, payload budget vs full capture side by side (root, Zeek 8.0)
+bench-http:
+	$(GO) test -run '^$$' -bench '^BenchmarkHTTPBudget$$' -benchtime 1x -count 1 -v -timeout 30m ./internal/e2etest/
 
 clean:
 	rm -rf $(CACHE) bin

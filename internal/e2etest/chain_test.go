@@ -74,7 +74,7 @@ func (s *server) addr() string { return s.u.Addr.Addr().String() }
 
 // newServer starts unbound in a fresh namespace. Servers differ in their
 // zone's size and their query mix, so their return-code mixes differ.
-func newServer(t *testing.T, names int, mix testenv.QueryMix, qps int) *server {
+func newServer(t testing.TB, names int, mix testenv.QueryMix, qps int) *server {
 	t.Helper()
 	ns := testenv.NewNetns(t)
 	u := testenv.StartUnbound(t, ns, testenv.UnboundOptions{Names: names})

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,23 @@ type FLP struct {
 	// metrics), "" if the configuration disables it.
 	OpsMetricsURL string
 	// Pid is the process's, for benchmarks' CPU accounting (ProcessCPU).
-	Pid int
+	Pid  int
+	proc *svcProc
+}
+
+// Kill kills the pipeline with SIGKILL, as a crashed replica or a lost
+// node ends: it neither commits its Kafka offsets nor leaves its consumer
+// group, so the group waits for its session to time out before handing
+// its partitions to the others.
+func (f *FLP) Kill(t testing.TB) {
+	t.Helper()
+	if f.proc.exited() {
+		return
+	}
+	if err := f.proc.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill flowlogs-pipeline: %v", err)
+	}
+	<-f.proc.done
 }
 
 const flpReadyTimeout = time.Minute
@@ -79,7 +96,7 @@ func StartFLP(t testing.TB, configYAML string) *FLP {
 			t.Logf("flowlogs-pipeline ready in %v, metrics on %s", time.Since(start).Round(time.Millisecond), f.MetricsURL)
 			svcLogOnFailure(t, "flowlogs-pipeline", logPath, 200)
 			t.Cleanup(func() { p.stop(10 * time.Second) })
-			f.Pid = p.cmd.Process.Pid
+			f.Pid, f.proc = p.cmd.Process.Pid, p
 			return f
 		}
 		p.stop(10 * time.Second)
@@ -175,8 +192,9 @@ func flpMap(doc map[string]any, key string) (map[string]any, error) {
 }
 
 // FLPConfigWithKafka returns configYAML with the brokers of every Kafka
-// ingest stage replaced by bootstrap (e.g. Kafka.Bootstrap), so that a
-// deployment's configuration can run against the test broker.
+// ingest stage replaced by bootstrap (e.g. Kafka.Bootstrap, or
+// KafkaCluster.Bootstrap, comma-separated), so that a deployment's
+// configuration can run against the test broker or cluster.
 func FLPConfigWithKafka(t testing.TB, configYAML, bootstrap string) string {
 	t.Helper()
 	var doc map[string]any
@@ -190,7 +208,11 @@ func FLPConfigWithKafka(t testing.TB, configYAML, bootstrap string) string {
 		ingest, _ := stage["ingest"].(map[string]any)
 		kafka, _ := ingest["kafka"].(map[string]any)
 		if kafka != nil {
-			kafka["brokers"] = []any{bootstrap}
+			var brokers []any
+			for _, b := range strings.Split(bootstrap, ",") {
+				brokers = append(brokers, b)
+			}
+			kafka["brokers"] = brokers
 			n++
 		}
 	}

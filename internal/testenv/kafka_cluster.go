@@ -228,3 +228,51 @@ func (c *KafkaCluster) Leaders(t testing.TB, topic string) map[int32]int {
 	}
 	return leaders
 }
+
+// GroupCommitted returns the offset consumer group has committed for each
+// partition of topic (-1 for a partition it has not committed yet): how
+// far the group's members have read, for lag and for watching a partition
+// move to another member.
+func GroupCommitted(t testing.TB, bootstrap, group, topic string) map[int32]int64 {
+	t.Helper()
+	out := map[int32]int64{}
+	err := withKafkaAdmin(bootstrap, func(ctx context.Context, adm *kadm.Client) error {
+		resp, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return err
+		}
+		for p, o := range resp[topic] {
+			out[p] = o.At
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("kafka: group %q offsets of %q: %v", group, topic, err)
+	}
+	return out
+}
+
+// GroupCoordinator returns the index in Nodes of the node coordinating
+// consumer group: the one whose loss makes the group's members join again.
+func (c *KafkaCluster) GroupCoordinator(t testing.TB, group string) int {
+	t.Helper()
+	node := -1
+	err := withKafkaAdmin(c.Bootstrap, func(ctx context.Context, adm *kadm.Client) error {
+		r, ok := adm.FindGroupCoordinators(ctx, group)[group]
+		if !ok {
+			return errors.New("no answer")
+		}
+		if r.Err != nil {
+			return r.Err
+		}
+		node = int(r.NodeID) - 1
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("kafka cluster: coordinator of group %q: %v", group, err)
+	}
+	return node
+}
