@@ -12,6 +12,10 @@
 // shim following worker-*/dns.log, as a deployment with two Zeek workers
 // runs, with Zeek rotating its logs every 10 s so that the shim's
 // hand-over between rotated files is inside the exact counts.
+// TestManyNodes runs three such nodes into a 3-broker Kafka cluster and
+// two flowlogs-pipeline replicas, with faults under load (cluster_test.go;
+// PANO_CLUSTER_DURATION and PANO_CLUSTER_QPS size it, make cluster-demo
+// runs it longer); BenchmarkManyNodes measures its partition skew and lag.
 // BenchmarkChain ramps the same chain with one and two workers;
 // BenchmarkZeekUnansweredFlood measures Zeek's memory under a flood of
 // unanswered queries.
