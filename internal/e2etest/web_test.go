@@ -43,18 +43,7 @@ func TestWholeChainHTTPAndTLS(t *testing.T) {
 	}
 	plain := testenv.RunH2load(ctx, t, testenv.H2loadOptions{URIs: uris("http"), ConnectTo: web.HTTP, Requests: requests, Clients: clients, H1: true})
 	tls := testenv.RunH2load(ctx, t, testenv.H2loadOptions{URIs: uris("https"), ConnectTo: web.HTTPS, Requests: requests, Clients: clients, H1: true})
-	handshakes := map[string]int{}
-	for _, v := range []string{"1.2", "1.3"} {
-		for _, name := range []string{testenv.NginxName, testenv.NginxExpiringName} {
-			for range 3 {
-				h := testenv.OpenSSLHandshake(ctx, t, testenv.TLSHandshakeOptions{Addr: web.HTTPS, ServerName: name, Version: v, CAFile: web.CAFile})
-				if !h.Established {
-					t.Fatalf("TLS %s handshake with %s failed: %s", v, name, h.Output)
-				}
-				handshakes["TLSv1"+strings.TrimPrefix(v, "1.")]++ // Zeek's names: TLSv12, TLSv13
-			}
-		}
-	}
+	handshakes := opensslHandshakes(ctx, t, web)
 	handshakes["TLSv13"] += clients // h2load's HTTPS connections
 	if tls.TLSProtocol != "TLSv1.3" {
 		t.Fatalf("h2load negotiated %q, want TLSv1.3", tls.TLSProtocol)
@@ -148,6 +137,26 @@ func TestWholeChainHTTPAndTLS(t *testing.T) {
 	if math.Abs(slowMean/h2-1) > 0.2 {
 		t.Errorf("slow server: mean response time %.3f ms, h2load's %.3f ms: more than 20%% apart", slowMean*1e3, h2*1e3)
 	}
+}
+
+// opensslHandshakes makes three TLS 1.2 and three TLS 1.3 handshakes with
+// each of demo2's server names, and returns their counts by Zeek's
+// version names (TLSv12, TLSv13).
+func opensslHandshakes(ctx context.Context, t *testing.T, web *testenv.Nginx) map[string]int {
+	t.Helper()
+	handshakes := map[string]int{}
+	for _, v := range []string{"1.2", "1.3"} {
+		for _, name := range []string{testenv.NginxName, testenv.NginxExpiringName} {
+			for range 3 {
+				h := testenv.OpenSSLHandshake(ctx, t, testenv.TLSHandshakeOptions{Addr: web.HTTPS, ServerName: name, Version: v, CAFile: web.CAFile})
+				if !h.Established {
+					t.Fatalf("TLS %s handshake with %s failed: %s", v, name, h.Output)
+				}
+				handshakes["TLSv1"+strings.TrimPrefix(v, "1.")]++
+			}
+		}
+	}
+	return handshakes
 }
 
 // slowWebDelay is the slow server's time to answer.
