@@ -28,7 +28,60 @@ func Groups() []Group {
 		benchGroup("shim", "pano-shim vs kcat, dns.log into Kafka", shimBench, shimRows),
 		{Key: "flp", About: "flowlogs-pipeline, PANO's configuration vs the ported original, per count of distinct query names", Run: runFLP},
 		{Key: "chain", About: "the whole chain's highest sustained queries/s with nothing lost (root)", Run: runChain},
+		benchGroup("http", "the web mix through agent and Zeek: payload budget vs full capture (root, Zeek)", httpBench, httpRows),
+		benchGroup("cluster", "three nodes into a Kafka cluster: partition skew and lag with one and two flowlogs-pipeline replicas (root, Zeek)", clusterBench, clusterRows),
 	}
+}
+
+// http: internal/e2etest/budget_bench_test.go, a ramp of 10 s steps per
+// capture (3 s with -quick).
+func httpBench(quick bool) GoBench {
+	g := GoBench{Pkg: "./internal/e2etest/", Bench: "^BenchmarkHTTPBudget$", Benchtime: "1x", Timeout: 30 * time.Minute}
+	if quick {
+		g.Env = []string{"PANO_BENCH_HTTP_STEP=3s"}
+	}
+	return g
+}
+
+var httpRows = []comparison{
+	{
+		name:   "HTTP mix: highest request rate Zeek logs exactly, payload budget vs full capture",
+		ours:   ref{"BenchmarkHTTPBudget", "budget-exact-req/s"},
+		peer:   ref{"BenchmarkHTTPBudget", "full-exact-req/s"},
+		better: "higher",
+		show:   "requests/s",
+		notes: []note{
+			{label: "bytes to Zeek per request: budget", ref: ref{"BenchmarkHTTPBudget", "budget-B/req"}, unitText: "B"},
+			{label: "full", ref: ref{"BenchmarkHTTPBudget", "full-B/req"}, unitText: "B"},
+			{label: "Zeek CPU per request: budget", ref: ref{"BenchmarkHTTPBudget", "budget-zeek-cpu-us/req"}, unitText: "µs"},
+			{label: "full", ref: ref{"BenchmarkHTTPBudget", "full-zeek-cpu-us/req"}, unitText: "µs"},
+		},
+	},
+}
+
+// cluster: internal/e2etest/cluster_test.go, 30 s of load per replica
+// count (10 s with -quick).
+func clusterBench(quick bool) GoBench {
+	g := GoBench{Pkg: "./internal/e2etest/", Bench: "^BenchmarkManyNodes$", Benchtime: "1x", Timeout: 30 * time.Minute}
+	if quick {
+		g.Env = []string{"PANO_CLUSTER_DURATION=10s"}
+	}
+	return g
+}
+
+var clusterRows = []comparison{
+	{
+		name:   "3 nodes: lag from dnsperf's query to a Prometheus sample, 2 flowlogs-pipeline replicas vs 1",
+		ours:   ref{"BenchmarkManyNodes/replicas=2", "s-lag-mean"},
+		peer:   ref{"BenchmarkManyNodes/replicas=1", "s-lag-mean"},
+		better: "lower",
+		show:   "s",
+		notes: []note{
+			{label: "max lag: 2 replicas", ref: ref{"BenchmarkManyNodes/replicas=2", "s-lag-max"}, unitText: "s"},
+			{label: "1 replica", ref: ref{"BenchmarkManyNodes/replicas=1", "s-lag-max"}, unitText: "s"},
+			{label: "partition skew (max/mean of 6)", ref: ref{"BenchmarkManyNodes/replicas=2", "max/mean-partition"}},
+		},
+	},
 }
 
 // ref names one metric: the benchmark that reports it and its unit.

@@ -36,16 +36,24 @@ type webCapture struct {
 	zeek *testenv.Zeek
 }
 
-func startWebCapture(t testing.TB, name, agentBin string, img *testenv.ZeekImage, ifaces []string, filter string) *webCapture {
+// startWebCapture starts the agent with filter on ifaces and a Zeek
+// reading it; zeekEnv adds to (and overrides) Zeek's environment.
+func startWebCapture(t testing.TB, name, agentBin string, img *testenv.ZeekImage, ifaces []string, filter string, zeekEnv ...string) *webCapture {
 	t.Helper()
 	ag := startAgent(t, agentBin, ifaces, 1, filter)
 	z := testenv.StartZeek(t, img, testenv.ZeekOptions{Port: ag.basePort, LogDir: t.TempDir(),
 		// Every log, weird.log included, so that the test sees what a
 		// budget costs Zeek; no rotation (Zeek rotates on the clock's
 		// hour), so that each log is one file.
-		Env: []string{"ZEEK_ONLY_FORWARDED_LOGS=0", "ZEEK_ROTATION_INTERVAL=0secs"}})
+		Env: append([]string{"ZEEK_ONLY_FORWARDED_LOGS=0", "ZEEK_ROTATION_INTERVAL=0secs"}, zeekEnv...)})
 	(&chain{ag: ag, zeek: z}).waitZeekConnected(t, 1)
 	return &webCapture{name: name, ag: ag, zeek: z}
+}
+
+// stop ends Zeek and the agent.
+func (w *webCapture) stop() {
+	w.zeek.Stop(10 * time.Second) //nolint:errcheck // the logs are read already
+	w.ag.stop()
 }
 
 // metrics scrapes the agent.

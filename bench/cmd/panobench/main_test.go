@@ -23,7 +23,7 @@ func TestSelectGroups(t *testing.T) {
 	if sel, err := selectGroups(all, ""); err != nil || len(sel) != len(all) {
 		t.Errorf("all: %d, %v", len(sel), err)
 	}
-	if _, err := selectGroups(all, "pcap,nope"); err == nil || !strings.Contains(err.Error(), `unknown group "nope" (groups: pcap, capture, shim, flp, chain)`) {
+	if _, err := selectGroups(all, "pcap,nope"); err == nil || !strings.Contains(err.Error(), `unknown group "nope" (groups: pcap, capture, shim, flp, chain, http, cluster)`) {
 		t.Errorf("unknown: %v", err)
 	}
 	if _, err := selectGroups(all, ","); err == nil {
