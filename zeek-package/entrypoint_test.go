@@ -118,6 +118,21 @@ func waitExit(t *testing.T, cmd *exec.Cmd) error {
 	}
 }
 
+// TestEntrypointSitePolicy: Zeek's site policy ("local") is loaded only
+// when ZEEK_LOAD_SITE=1, before the package (TestEntrypointOneWorker: not
+// by default).
+func TestEntrypointSitePolicy(t *testing.T) {
+	cmd, out, _ := startEntrypoint(t, "ZEEK_LOAD_SITE=1")
+	runs := waitRuns(t, out, 1)
+	if got := strings.Join(runs[0].Args, " "); !strings.Contains(got, " local pano ") {
+		t.Errorf("ZEEK_LOAD_SITE=1: zeek ran with %q, want local before pano", got)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := waitExit(t, cmd); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}
+
 func TestEntrypointOneWorker(t *testing.T) {
 	cmd, out, logs := startEntrypoint(t)
 	runs := waitRuns(t, out, 1)
@@ -125,7 +140,7 @@ func TestEntrypointOneWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"-C", "-i", "pcapovertcp::127.0.0.1:57012", "local", "pano", "Pano::only_forwarded_logs=T",
+	want := []string{"-C", "-i", "pcapovertcp::127.0.0.1:57012", "pano", "Pano::only_forwarded_logs=T",
 		"Log::default_rotation_interval=1hr", "Log::default_rotation_postprocessor_cmd=" + self + " --prune-rotated"}
 	if runs[0].Dir != logs || strings.Join(runs[0].Args, " ") != strings.Join(want, " ") {
 		t.Fatalf("zeek ran in %s with %q, want %s with %q", runs[0].Dir, runs[0].Args, logs, want)

@@ -13,8 +13,11 @@
 # Other settings: PCA_SERVER_ADDR (127.0.0.1), PCA_SERVER_PORT (57012),
 # ZEEK_LOG_DIR (/zeek/logs), ZEEK_ONLY_FORWARDED_LOGS (1: write only the
 # logs the shim forwards), ZEEK_IGNORE_CHECKSUMS (1: -C, since captured
-# packets often carry checksums left to the NIC), ZEEK_ARGS (extra
-# arguments, e.g. script names or redefs).
+# packets often carry checksums left to the NIC), ZEEK_LOAD_SITE (0: only
+# the package; 1: Zeek's site policy "local" too, which hashes every file,
+# looks the hashes up in Team Cymru's registry over DNS and validates
+# certificates, at a cost per HTTP request), ZEEK_ARGS (extra arguments,
+# e.g. script names or redefs).
 #
 # Rotation, so that the logs never fill the disk:
 #   ZEEK_ROTATION_INTERVAL (1hr): Log::default_rotation_interval, a Zeek
@@ -33,7 +36,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,35s/^# \{0,1\}//p' "$0"
+    sed -n '2,38s/^# \{0,1\}//p' "$0"
     exit "${1:-0}"
 }
 
@@ -85,7 +88,10 @@ args=()
 if [[ ${ZEEK_IGNORE_CHECKSUMS:-1} == 1 ]]; then
     args+=(-C)
 fi
-scripts=(local pano)
+scripts=(pano)
+if [[ ${ZEEK_LOAD_SITE:-0} == 1 ]]; then
+    scripts=(local pano)
+fi
 if [[ ${ZEEK_ONLY_FORWARDED_LOGS:-1} == 1 ]]; then
     scripts+=(Pano::only_forwarded_logs=T)
 fi
