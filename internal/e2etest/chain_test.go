@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/model"
 
 	"github.com/pano-observability/pano/internal/testenv"
 )
@@ -249,7 +248,7 @@ func runPhase(t *testing.T, c *chain, servers []*server, dur time.Duration, asse
 	var got map[string]float64
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		got = vectorBy(t, prom, ctx, `sum by (server) (pano_dns_queries_total{`+sel+`})`, "server")
+		got = vectorBy(t, prom, `sum by (server) (pano_dns_queries_total{`+sel+`})`, "server")
 		done := true
 		for s, n := range want {
 			if got[s] != float64(n) {
@@ -282,7 +281,7 @@ func runPhase(t *testing.T, c *chain, servers []*server, dur time.Duration, asse
 		totalCompleted += r.Completed
 		totalLost += r.Lost
 		latencySum += r.AvgLatency.Seconds() * float64(r.Completed)
-		byRcode := vectorBy(t, prom, ctx, fmt.Sprintf(`sum by (rcode) (pano_dns_queries_total{server="%s"})`, s), "rcode")
+		byRcode := vectorBy(t, prom, fmt.Sprintf(`sum by (rcode) (pano_dns_queries_total{server="%s"})`, s), "rcode")
 		for rc, n := range r.RCodes {
 			wantRcodes[rc] += n
 			check.exact(fmt.Sprintf("%s rcode %s", s, rc), byRcode[rc], n)
@@ -319,7 +318,7 @@ func runPhase(t *testing.T, c *chain, servers []*server, dur time.Duration, asse
 			check.measure(s+" average response time vs dnsperf (s)", sum/n, r.AvgLatency.Seconds(), dnsperfTolerance)
 		}
 	}
-	byRcode := vectorBy(t, prom, ctx, `sum by (rcode) (pano_dns_queries_total{`+sel+`})`, "rcode")
+	byRcode := vectorBy(t, prom, `sum by (rcode) (pano_dns_queries_total{`+sel+`})`, "rcode")
 	for rc, n := range wantRcodes {
 		check.exact("all servers rcode "+rc, byRcode[rc], n)
 	}
@@ -457,19 +456,7 @@ func scalar(t *testing.T, prom *testenv.Prometheus, ctx context.Context, expr st
 }
 
 // vectorBy runs expr and returns its samples keyed by label.
-func vectorBy(t *testing.T, prom *testenv.Prometheus, ctx context.Context, expr, label string) map[string]float64 {
+func vectorBy(t *testing.T, prom *testenv.Prometheus, expr, label string) map[string]float64 {
 	t.Helper()
-	v, err := prom.Query(ctx, expr)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	vec, ok := v.(model.Vector)
-	if !ok {
-		t.Fatalf("%s: %s, want a vector", expr, v.Type())
-	}
-	out := map[string]float64{}
-	for _, s := range vec {
-		out[string(s.Metric[model.LabelName(label)])] = float64(s.Value)
-	}
-	return out
+	return vectorByLabels(t, prom, expr, label)
 }

@@ -104,8 +104,8 @@ func checkStreams(t *testing.T, c *chain, want int) {
 	if n := scalar(t, c.prom, ctx, `max(pano_agent_streams)`); n != float64(len(c.logs)) {
 		t.Errorf("pano_agent_streams %v, want %d", n, len(c.logs))
 	}
-	captured := vectorBy(t, c.prom, ctx, `sum by (stream) (pano_agent_packets_captured_total)`, "stream")
-	dropped := vectorBy(t, c.prom, ctx, `sum by (stream) (pano_agent_packets_dropped_total)`, "stream")
+	captured := vectorBy(t, c.prom, `sum by (stream) (pano_agent_packets_captured_total)`, "stream")
+	dropped := vectorBy(t, c.prom, `sum by (stream) (pano_agent_packets_dropped_total)`, "stream")
 	// Deep IPv6 packets are counted without a stream (their ports, which
 	// the hash needs, are unknown): none are sent here.
 	if dr, present := dropped[""]; present {
