@@ -127,10 +127,10 @@ func TestEntrypointSitePolicy(t *testing.T) {
 	if got := strings.Join(runs[0].Args, " "); !strings.Contains(got, " local pano ") {
 		t.Errorf("ZEEK_LOAD_SITE=1: zeek ran with %q, want local before pano", got)
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := waitExit(t, cmd); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
-	}
+	// Only the arguments matter here: the fake zeek may not have set up
+	// its signal handling yet (TestEntrypointOneWorker checks SIGTERM).
+	_ = cmd.Process.Kill()
+	_ = waitExit(t, cmd)
 }
 
 func TestEntrypointOneWorker(t *testing.T) {

