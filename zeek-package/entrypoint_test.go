@@ -18,9 +18,9 @@ import (
 // SIGTERM, standing in for zeek so that the entrypoint's process layout
 // can be checked where Zeek is not installed.
 const fakeZeek = `#!/bin/sh
+trap 'exit 0' TERM
 printf '%s\n' "$PWD" "$@" >"$FAKE_ZEEK_OUT/$$.tmp"
 mv "$FAKE_ZEEK_OUT/$$.tmp" "$FAKE_ZEEK_OUT/$$"
-trap 'exit 0' TERM
 while :; do sleep 0.05; done
 `
 
@@ -127,10 +127,10 @@ func TestEntrypointSitePolicy(t *testing.T) {
 	if got := strings.Join(runs[0].Args, " "); !strings.Contains(got, " local pano ") {
 		t.Errorf("ZEEK_LOAD_SITE=1: zeek ran with %q, want local before pano", got)
 	}
-	// Only the arguments matter here: the fake zeek may not have set up
-	// its signal handling yet (TestEntrypointOneWorker checks SIGTERM).
-	_ = cmd.Process.Kill()
-	_ = waitExit(t, cmd)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := waitExit(t, cmd); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
 }
 
 func TestEntrypointOneWorker(t *testing.T) {
