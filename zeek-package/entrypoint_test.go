@@ -124,8 +124,8 @@ func waitExit(t *testing.T, cmd *exec.Cmd) error {
 func TestEntrypointSitePolicy(t *testing.T) {
 	cmd, out, _ := startEntrypoint(t, "ZEEK_LOAD_SITE=1")
 	runs := waitRuns(t, out, 1)
-	if got := strings.Join(runs[0].Args, " "); !strings.Contains(got, " local pano ") {
-		t.Errorf("ZEEK_LOAD_SITE=1: zeek ran with %q, want local before pano", got)
+	if got := strings.Join(runs[0].Args, " "); !strings.Contains(got, " local pano Pano::http_file_analysis=T ") {
+		t.Errorf("ZEEK_LOAD_SITE=1: zeek ran with %q, want local before pano, and HTTP file analysis (the site policy hashes files)", got)
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := waitExit(t, cmd); err != nil {

@@ -16,8 +16,11 @@
 # packets often carry checksums left to the NIC), ZEEK_LOAD_SITE (0: only
 # the package; 1: Zeek's site policy "local" too, which hashes every file,
 # looks the hashes up in Team Cymru's registry over DNS and validates
-# certificates, at a cost per HTTP request), ZEEK_ARGS (extra arguments,
-# e.g. script names or redefs).
+# certificates, at a cost per HTTP request), ZEEK_HTTP_FILES (as
+# ZEEK_LOAD_SITE: 1 hands HTTP bodies to Zeek's file analysis, which the
+# site policy's hashes need and PANO's metrics do not; it costs about
+# half of Zeek's CPU per HTTP request), ZEEK_ARGS (extra arguments, e.g.
+# script names or redefs).
 #
 # Rotation, so that the logs never fill the disk:
 #   ZEEK_ROTATION_INTERVAL (1hr): Log::default_rotation_interval, a Zeek
@@ -36,7 +39,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,38s/^# \{0,1\}//p' "$0"
+    sed -n '2,41s/^# \{0,1\}//p' "$0"
     exit "${1:-0}"
 }
 
@@ -91,6 +94,9 @@ fi
 scripts=(pano)
 if [[ ${ZEEK_LOAD_SITE:-0} == 1 ]]; then
     scripts=(local pano)
+fi
+if [[ ${ZEEK_HTTP_FILES:-${ZEEK_LOAD_SITE:-0}} == 1 ]]; then
+    scripts+=(Pano::http_file_analysis=T)
 fi
 if [[ ${ZEEK_ONLY_FORWARDED_LOGS:-1} == 1 ]]; then
     scripts+=(Pano::only_forwarded_logs=T)
