@@ -34,7 +34,7 @@ func Groups() []Group {
 }
 
 // http: internal/e2etest/budget_bench_test.go, a ramp of 10 s steps per
-// capture (3 s with -quick).
+// capture (3 s with -quick), with wire-sized and with GSO segments.
 func httpBench(quick bool) GoBench {
 	g := GoBench{Pkg: "./internal/e2etest/", Bench: "^BenchmarkHTTPBudget$", Benchtime: "1x", Timeout: 30 * time.Minute}
 	if quick {
@@ -43,20 +43,24 @@ func httpBench(quick bool) GoBench {
 	return g
 }
 
-var httpRows = []comparison{
-	{
-		name:   "HTTP mix: highest request rate Zeek logs exactly, payload budget vs full capture",
-		ours:   ref{"BenchmarkHTTPBudget", "budget-exact-req/s"},
-		peer:   ref{"BenchmarkHTTPBudget", "full-exact-req/s"},
+var httpRows = []comparison{httpRow("wire", "segments of one MSS, as on a wire"), httpRow("gso", "the veth's 64 KiB GSO segments, as in a pod")}
+
+// httpRow compares the two captures' ramps over segments as mode sends them.
+func httpRow(mode, about string) comparison {
+	m := func(metric string) ref { return ref{"BenchmarkHTTPBudget", mode + "-" + metric} }
+	return comparison{
+		name:   "HTTP mix, " + about + ": highest request rate Zeek logs exactly, payload budget vs full capture",
+		ours:   m("budget-exact-req/s"),
+		peer:   m("full-exact-req/s"),
 		better: "higher",
 		show:   "requests/s",
 		notes: []note{
-			{label: "bytes to Zeek per request: budget", ref: ref{"BenchmarkHTTPBudget", "budget-B/req"}, unitText: "B"},
-			{label: "full", ref: ref{"BenchmarkHTTPBudget", "full-B/req"}, unitText: "B"},
-			{label: "Zeek CPU per request: budget", ref: ref{"BenchmarkHTTPBudget", "budget-zeek-cpu-us/req"}, unitText: "µs"},
-			{label: "full", ref: ref{"BenchmarkHTTPBudget", "full-zeek-cpu-us/req"}, unitText: "µs"},
+			{label: "bytes to Zeek per request: budget", ref: m("budget-B/req"), unitText: "B"},
+			{label: "full", ref: m("full-B/req"), unitText: "B"},
+			{label: "Zeek CPU per request: budget", ref: m("budget-zeek-cpu-us/req"), unitText: "µs"},
+			{label: "full", ref: m("full-zeek-cpu-us/req"), unitText: "µs"},
 		},
-	},
+	}
 }
 
 // cluster: internal/e2etest/cluster_test.go, 30 s of load per replica

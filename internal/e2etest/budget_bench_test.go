@@ -16,17 +16,20 @@ import (
 // quarter of the responses 20 KiB) against nginx through the agent and
 // Zeek (the image's defaults: only the forwarded logs written), first
 // with budgetFilter, then with fullFilter, in one run on one machine.
-// Per step it reports whether Zeek's http.log is exact (every request,
-// status classes as h2load's, no agent drop), the bytes sent to Zeek per
-// request and Zeek's CPU per request; then the highest exact rate of
-// each. PANO_BENCH_HTTP_RATES (requests/s, comma-separated) and
-// PANO_BENCH_HTTP_STEP (a duration) change the ramp. make bench-http runs
-// it.
+// It does so twice: with segments of one MSS, as a physical link (or a
+// capture NIC with offloads off) carries them, and with the veth's own
+// 64 KiB GSO segments, as a pod's veth has them. Per step it reports
+// whether Zeek's http.log is exact (every request, status classes as
+// h2load's, no agent drop), the bytes sent to Zeek per request and
+// Zeek's CPU per request; then the highest exact rate of each.
+// PANO_BENCH_HTTP_RATES (requests/s, comma-separated),
+// PANO_BENCH_HTTP_STEP (a duration) and PANO_BENCH_HTTP_SEGMENTS (wire,
+// gso or both, comma-separated) change the run. make bench-http runs it.
 func BenchmarkHTTPBudget(b *testing.B) {
 	testenv.RequireRoot(b)
 	testenv.RequireProgram(b, "h2load", "nghttp2-client")
 	testenv.RequireProgram(b, "nginx", "nginx")
-	rates, err := intList(envOr("PANO_BENCH_HTTP_RATES", "1000,2000,3000,4000,6000,8000,12000,16000"), 100)
+	rates, err := intList(envOr("PANO_BENCH_HTTP_RATES", "1000,2000,3000,4000,6000,8000,10000,12000,16000"), 100)
 	if err != nil {
 		b.Fatalf("PANO_BENCH_HTTP_RATES: %v", err)
 	}
@@ -34,10 +37,34 @@ func BenchmarkHTTPBudget(b *testing.B) {
 	if err != nil || step < time.Second {
 		b.Fatalf("PANO_BENCH_HTTP_STEP=%q: want a duration of at least 1s", os.Getenv("PANO_BENCH_HTTP_STEP"))
 	}
-	ns := testenv.NewNetns(b)
-	web := testenv.StartNginx(b, ns, testenv.NginxOptions{Workers: 2})
+	modes := strings.Split(envOr("PANO_BENCH_HTTP_SEGMENTS", "wire,gso"), ",")
+	for _, m := range modes {
+		if m != "wire" && m != "gso" {
+			b.Fatalf("PANO_BENCH_HTTP_SEGMENTS=%q: want wire (one MSS per packet), gso (the veth's 64 KiB segments) or both", os.Getenv("PANO_BENCH_HTTP_SEGMENTS"))
+		}
+	}
 	agentBin, _ := binaries(b)
 	img := testenv.CachedZeekImage(b)
+	var summary []string
+	for _, mode := range modes {
+		budget, full := rampHTTP(b, mode, rates, step, agentBin, img)
+		summary = append(summary, fmt.Sprintf("%s segments: budget %d req/s, full capture %d req/s (%.1fx)",
+			mode, budget, full, float64(budget)/max(float64(full), 1)))
+		b.ReportMetric(float64(budget), mode+"-budget-exact-req/s")
+		b.ReportMetric(float64(full), mode+"-full-exact-req/s")
+	}
+	b.Logf("highest exact rate:\n%s", strings.Join(summary, "\n"))
+}
+
+// rampHTTP runs the ramp of BenchmarkHTTPBudget in a namespace of its
+// own whose veth sends segments as mode says, and returns the highest
+// exact rate with the budget and with full capture.
+func rampHTTP(b *testing.B, mode string, rates []int, step time.Duration, agentBin string, img *testenv.ZeekImage) (budget, full int) {
+	ns := testenv.NewNetns(b)
+	if mode == "wire" {
+		ns.WireSegments(b)
+	}
+	web := testenv.StartNginx(b, ns, testenv.NginxOptions{Workers: 2})
 	uris := append([]string{"http://" + testenv.NginxName + budgetPaths[0]}, budgetPaths[1:]...)
 	const clients = 20
 	best := map[string]int{}
@@ -57,16 +84,17 @@ func BenchmarkHTTPBudget(b *testing.B) {
 			drops := m1["pano_agent_packets_dropped_total"] - m0["pano_agent_packets_dropped_total"]
 			exact := len(recs) == want && drops == 0 &&
 				maps.Equal(statusClasses(recs), map[string]int{"2": rep.Status2xx, "4": rep.Status4xx, "5": rep.Status5xx})
-			row := fmt.Sprintf("%-6s %6d req/s asked, %6.0f done: %6d/%6d logged, %7.0f drops, %5.0f B/req to Zeek, %5.1f µs Zeek CPU/req, exact %v",
-				cfg.name, rate, rep.ReqPerSec, len(recs), want, drops,
-				(m1["pano_agent_pcap_over_tcp_bytes_sent_total"]-m0["pano_agent_pcap_over_tcp_bytes_sent_total"])/float64(want),
+			perReq := func(name string) float64 { return (m1[name] - m0[name]) / float64(want) }
+			row := fmt.Sprintf("%-4s %-6s %6d req/s asked, %6.0f done: %6d/%6d logged, %7.0f drops, %5.0f B/req and %4.1f packets/req to Zeek, %5.1f µs Zeek CPU/req, exact %v",
+				mode, cfg.name, rate, rep.ReqPerSec, len(recs), want, drops,
+				perReq("pano_agent_pcap_over_tcp_bytes_sent_total"), perReq("pano_agent_packets_captured_total"),
 				float64((cpu1-cpu0).Microseconds())/float64(want), exact)
 			b.Log(row)
 			rows = append(rows, row)
 			if rate == rates[0] {
 				// Per request, at the lowest rate (where both are exact).
-				b.ReportMetric((m1["pano_agent_pcap_over_tcp_bytes_sent_total"]-m0["pano_agent_pcap_over_tcp_bytes_sent_total"])/float64(want), cfg.name+"-B/req")
-				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(want), cfg.name+"-zeek-cpu-us/req")
+				b.ReportMetric(perReq("pano_agent_pcap_over_tcp_bytes_sent_total"), mode+"-"+cfg.name+"-B/req")
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(want), mode+"-"+cfg.name+"-zeek-cpu-us/req")
 			}
 			if !exact {
 				break // past this capture's ceiling
@@ -75,10 +103,9 @@ func BenchmarkHTTPBudget(b *testing.B) {
 		}
 		c.stop()
 	}
-	b.Logf("HTTP mix through agent and Zeek, %d connections, %v per step:\n%s\nhighest exact rate: budget %d req/s, full capture %d req/s (%.1fx)",
-		clients, step, strings.Join(rows, "\n"), best["budget"], best["full"], float64(best["budget"])/max(float64(best["full"]), 1))
-	b.ReportMetric(float64(best["budget"]), "budget-exact-req/s")
-	b.ReportMetric(float64(best["full"]), "full-exact-req/s")
+	b.Logf("HTTP mix through agent and Zeek, %s segments, %d connections, %v per step:\n%s\nhighest exact rate: budget %d req/s, full capture %d req/s (%.1fx)",
+		mode, clients, step, strings.Join(rows, "\n"), best["budget"], best["full"], float64(best["budget"])/max(float64(best["full"]), 1))
+	return best["budget"], best["full"]
 }
 
 // settle waits until c's http.log holds want records past from, or stops

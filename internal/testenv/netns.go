@@ -229,6 +229,19 @@ func (n *Netns) Exec(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
+// WireSegments makes both veth ends send TCP in segments of one MSS, as
+// a physical link carries them, instead of the veth's 64 KiB GSO
+// segments: gso_max_segs 1 on each end. A capture then sees as many
+// packets as one on a wire (or on a NIC with offloads off, as Zeek asks
+// of its capture interfaces) would.
+func (n *Netns) WireSegments(t testing.TB) {
+	t.Helper()
+	if out, err := netnsIP("link", "set", "dev", n.HostIf, "gso_max_segs", "1"); err != nil {
+		t.Fatalf("gso_max_segs on %s: %v: %s", n.HostIf, err, out)
+	}
+	n.Exec(t, "ip", "link", "set", "dev", n.PeerIf, "gso_max_segs", "1")
+}
+
 // AddVLAN adds 802.1Q sub-interfaces with tag id on both veth ends, named
 // <veth>.<id>, with their own /30 and /64. The returned Netns shares Name
 // with n and describes the sub-interfaces.
