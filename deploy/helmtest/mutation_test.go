@@ -56,6 +56,7 @@ func TestWiringDetectsDisagreements(t *testing.T) {
 		{"podmonitor port name", "- port: shim-metrics", "- port: shim-metric", "Metrics", "scrapes port shim-metric"},
 		{"podmonitor selects nothing", "app.kubernetes.io/component: flowlogs-pipeline\n  podMetricsEndpoints", "app.kubernetes.io/component: flp\n  podMetricsEndpoints", "Metrics", "selects no pod"},
 		{"relabeling dropped", "action: drop\n", "action: keep\n", "Metrics", "metricRelabelings are not prometheus.yml's"},
+		{"capture series without node", "targetLabel: node", "targetLabel: host", "Metrics", "does not set node from __meta_kubernetes_pod_node_name"},
 		{"rule changed", "> 0.05\n", "> 0.5\n", "Rules", "differs from prometheus/rules"},
 		{"rule reads a metric nobody exports", "rate(pano_tls_handshakes_total[1m])", "rate(pano_tls_handshake_total[1m])", "Rules", "reads pano_tls_handshake_total"},
 		{"dashboard edited", `"uid": "pano-dns"`, `"uid": "pano-dns2"`, "Dashboards", "is not grafana/dashboards/pano-dns.json"},

@@ -468,6 +468,8 @@ func checkMetrics(r *rendered, f *facts, p *problems) {
 		}
 		if target == flpSpec {
 			checkRelabel(pm, f, p)
+		} else {
+			checkNodeLabel(pm, p)
 		}
 	}
 	if len(r.rules) > 0 && len(r.podMonitors) != 2 {
@@ -504,6 +506,25 @@ func servesNamedPort(spec *corev1.PodSpec, name string) bool {
 		}
 	}
 	return false
+}
+
+// checkNodeLabel: every capture endpoint labels its series with the
+// pod's node, as node-name.zeek labels the DNS metrics (PANO_NODE is the
+// node's name): the dashboards filter the agent's and shim's panels by
+// node and join captures nobody reads on it.
+func checkNodeLabel(pm *monitoringv1.PodMonitor, p *problems) {
+	for _, ep := range pm.Spec.PodMetricsEndpoints {
+		found := false
+		for _, rc := range ep.RelabelConfigs {
+			if len(rc.SourceLabels) == 1 && rc.SourceLabels[0] == "__meta_kubernetes_pod_node_name" &&
+				rc.TargetLabel == "node" && (rc.Action == "" || strings.EqualFold(rc.Action, "replace")) {
+				found = true
+			}
+		}
+		if !found {
+			p.add("PodMonitor %s's endpoint %s does not set node from __meta_kubernetes_pod_node_name: the dashboards' node filter would hide its series", pm.Name, derefStr(ep.Port))
+		}
+	}
 }
 
 // checkRelabel compares flowlogs-pipeline's metric relabelings with
