@@ -408,6 +408,16 @@ func (c *checker) exact(what string, got float64, want int) {
 	}
 }
 
+// atLeast: nothing lost; more is allowed (a reader that reads again).
+func (c *checker) atLeast(what string, got float64, want int) {
+	c.t.Helper()
+	ok := got >= float64(want)
+	c.rows = append(c.rows, fmt.Sprintf("%-5v %-55s prometheus %-14v dnsperf %v (at least)", okStr(ok), what, got, want))
+	if !ok {
+		c.t.Errorf("%s: Prometheus %v, dnsperf %d: lost", what, got, want)
+	}
+}
+
 func (c *checker) within(what string, got, want, rel float64) {
 	c.t.Helper()
 	ok := want > 0 && math.Abs(got-want) <= rel*want

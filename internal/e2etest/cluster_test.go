@@ -290,7 +290,7 @@ func (c *cluster) totals(t *testing.T) map[[3]string]float64 {
 func (c *cluster) shimPhase(t *testing.T, dur time.Duration) {
 	n := c.nodes[1]
 	var back time.Duration
-	c.countPhase(t, dur, func() {
+	c.countPhase(t, dur, false, func() {
 		time.Sleep(dur / 2)
 		t.Logf("killing %s's shim", n.name)
 		n.killShim(t)
@@ -304,11 +304,15 @@ func (c *cluster) shimPhase(t *testing.T, dur time.Duration) {
 // brokerPhase kills the broker leading the most dns partitions under
 // load and starts it again: the shims' idempotent producers follow the new
 // leaders, flowlogs-pipeline's readers too (its group rebalances when the
-// broker is back), and every count is exact. The victim is never the
-// coordinator of flowlogs-pipeline's group: when the coordinator dies,
-// flowlogs-pipeline's reader (at least once) counts again what it read
-// since its last offset commit (4 of 72,000 records in one CI run), which
-// the README states.
+// broker is back). Kafka holds every record once. flowlogs-pipeline's
+// reader is at least once: across the loss of a partition leader or of
+// the group's coordinator it may read again what it read since its last
+// offset commit (4 of 72,000 records in one CI run, 4,219 in another,
+// with a broker that did not coordinate the group), which the README
+// states. So nothing may be lost, and what Prometheus counts beyond
+// dnsperf must be exactly what flowlogs-pipeline read beyond the topic.
+// The victim is still not the coordinator, which keeps the phase about
+// the partitions' leaders.
 func (c *cluster) brokerPhase(t *testing.T, dur time.Duration) {
 	coord := c.kafka.GroupCoordinator(t, flpGroup)
 	leaders := c.kafka.Leaders(t, "dns")
@@ -325,7 +329,7 @@ func (c *cluster) brokerPhase(t *testing.T, dur time.Duration) {
 		}
 	}
 	var back time.Duration
-	c.countPhase(t, dur, func() {
+	c.countPhase(t, dur, true, func() {
 		time.Sleep(dur / 3)
 		t.Logf("killing broker %d (leads %d of %d dns partitions; broker %d coordinates group %s)",
 			victim+1, led[victim], clusterPartitions, coord+1, flpGroup)
@@ -341,8 +345,9 @@ func (c *cluster) brokerPhase(t *testing.T, dur time.Duration) {
 
 // countPhase runs the load with during's faults and checks that the
 // phase's counts in Prometheus (by node, server and rcode) and in Kafka
-// equal the dnsperf reports.
-func (c *cluster) countPhase(t *testing.T, dur time.Duration, during func()) {
+// equal the dnsperf reports. With rereads, Prometheus's counts may be
+// higher, by exactly the records flowlogs-pipeline read more than once.
+func (c *cluster) countPhase(t *testing.T, dur time.Duration, rereads bool, during func()) {
 	before := c.totals(t)
 	endsBefore := testenv.EndOffsets(t, c.kafka.Bootstrap, "dns")
 	readExpr := `sum(pano_flp_ingest_flows_processed{stage="ingest_dns"}) or vector(0)`
@@ -377,6 +382,10 @@ func (c *cluster) countPhase(t *testing.T, dur time.Duration, during func()) {
 	}
 
 	check := newChecker(t)
+	count := check.exact
+	if rereads {
+		count = check.atLeast
+	}
 	keys := make([][3]string, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -390,7 +399,7 @@ func (c *cluster) countPhase(t *testing.T, dur time.Duration, during func()) {
 	perNode, perServer, perRcode := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	var extra float64
 	for _, k := range keys {
-		check.exact(fmt.Sprintf("%s %s %s", k[0], k[1], k[2]), got[k], want[k])
+		count(fmt.Sprintf("%s %s %s", k[0], k[1], k[2]), got[k], want[k])
 		extra += got[k] - float64(want[k])
 		perNode[k[0]] += got[k]
 		perServer[k[1]] += got[k]
@@ -402,11 +411,11 @@ func (c *cluster) countPhase(t *testing.T, dur time.Duration, during func()) {
 	}
 	for _, n := range c.nodes {
 		r := reps[n.name]
-		check.exact(n.name+" (node label)", perNode[n.name], r.Completed+r.Lost)
-		check.exact(n.srv.addr()+" (server label)", perServer[n.srv.addr()], r.Completed+r.Lost)
+		count(n.name+" (node label)", perNode[n.name], r.Completed+r.Lost)
+		count(n.srv.addr()+" (server label)", perServer[n.srv.addr()], r.Completed+r.Lost)
 	}
 	for rc, n := range wantRcode {
-		check.exact("all nodes rcode "+rc, perRcode[rc], n)
+		count("all nodes rcode "+rc, perRcode[rc], n)
 	}
 
 	// Kafka holds each record once: the shims' idempotent producers across
@@ -421,7 +430,12 @@ func (c *cluster) countPhase(t *testing.T, dur time.Duration, during func()) {
 	check.exact("records in topic dns", float64(inKafka), wantRecords)
 	// What flowlogs-pipeline's Kafka ingest read: more than the topic
 	// holds means records read twice (see the shim's compression above).
-	check.measure("records flowlogs-pipeline read", scalar(t, c.prom, context.Background(), readExpr)-readBefore, float64(wantRecords), 0)
+	read := scalar(t, c.prom, context.Background(), readExpr) - readBefore
+	check.measure("records flowlogs-pipeline read", read, float64(wantRecords), 0)
+	if rereads {
+		// Every record counted beyond dnsperf is one read again, none lost.
+		check.exact("Prometheus beyond dnsperf: records read again", extra, int(read)-int(inKafka))
+	}
 	check.report()
 	skew, spread := partitionSkew(counts)
 	t.Logf("load %v at %d x %d queries/s: %d queries; totals reached %v after the load; Prometheus minus dnsperf %.0f (%.2f%%)",
@@ -465,7 +479,8 @@ func (c *cluster) waitShimProducing(t *testing.T, n *clusterNode, since time.Tim
 	}
 }
 
-// waitTotals polls Prometheus until the totals equal want or timeout.
+// waitTotals polls Prometheus until the totals reach want (a count read
+// twice may pass it; the caller compares) or timeout.
 func (c *cluster) waitTotals(t *testing.T, want map[[3]string]int, timeout time.Duration) map[[3]string]float64 {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -473,7 +488,7 @@ func (c *cluster) waitTotals(t *testing.T, want map[[3]string]int, timeout time.
 		got := c.totals(t)
 		done := true
 		for k, n := range want {
-			if got[k] != float64(n) {
+			if got[k] < float64(n) {
 				done = false
 			}
 		}
