@@ -119,8 +119,8 @@ func waitExit(t *testing.T, cmd *exec.Cmd) error {
 }
 
 // TestEntrypointSitePolicy: Zeek's site policy ("local") is loaded only
-// when ZEEK_LOAD_SITE=1, before the package (TestEntrypointOneWorker: not
-// by default).
+// when ZEEK_LOAD_SITE=1, before the package, and then HTTP's file
+// analysis is on too (TestEntrypointOneWorker: neither by default).
 func TestEntrypointSitePolicy(t *testing.T) {
 	cmd, out, _ := startEntrypoint(t, "ZEEK_LOAD_SITE=1")
 	runs := waitRuns(t, out, 1)

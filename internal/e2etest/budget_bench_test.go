@@ -85,16 +85,17 @@ func rampHTTP(b *testing.B, mode string, rates []int, step time.Duration, agentB
 			exact := len(recs) == want && drops == 0 &&
 				maps.Equal(statusClasses(recs), map[string]int{"2": rep.Status2xx, "4": rep.Status4xx, "5": rep.Status5xx})
 			perReq := func(name string) float64 { return (m1[name] - m0[name]) / float64(want) }
+			bytesPerReq := perReq("pano_agent_pcap_over_tcp_bytes_sent_total")
+			cpuPerReq := float64((cpu1 - cpu0).Microseconds()) / float64(want)
 			row := fmt.Sprintf("%-4s %-6s %6d req/s asked, %6.0f done: %6d/%6d logged, %7.0f drops, %5.0f B/req and %4.1f packets/req to Zeek, %5.1f µs Zeek CPU/req, exact %v",
 				mode, cfg.name, rate, rep.ReqPerSec, len(recs), want, drops,
-				perReq("pano_agent_pcap_over_tcp_bytes_sent_total"), perReq("pano_agent_packets_captured_total"),
-				float64((cpu1-cpu0).Microseconds())/float64(want), exact)
+				bytesPerReq, perReq("pano_agent_packets_captured_total"), cpuPerReq, exact)
 			b.Log(row)
 			rows = append(rows, row)
 			if rate == rates[0] {
 				// Per request, at the lowest rate (where both are exact).
-				b.ReportMetric(perReq("pano_agent_pcap_over_tcp_bytes_sent_total"), mode+"-"+cfg.name+"-B/req")
-				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(want), mode+"-"+cfg.name+"-zeek-cpu-us/req")
+				b.ReportMetric(bytesPerReq, mode+"-"+cfg.name+"-B/req")
+				b.ReportMetric(cpuPerReq, mode+"-"+cfg.name+"-zeek-cpu-us/req")
 			}
 			if !exact {
 				break // past this capture's ceiling

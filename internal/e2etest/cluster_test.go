@@ -34,11 +34,12 @@ const (
 )
 
 // Each node's load: PANO_CLUSTER_QPS queries/s (default 2,000) for
-// PANO_CLUSTER_DURATION per phase (default 12s: the test's short version
-// in go test ./...; make cluster-demo runs it longer).
-func clusterLoad(t *testing.T) (qps int, dur time.Duration) {
+// PANO_CLUSTER_DURATION per phase (default defaultDur: the test's short
+// version in go test ./..., longer for the benchmark; make cluster-demo
+// runs the test longer).
+func clusterLoad(t testing.TB, defaultDur time.Duration) (qps int, dur time.Duration) {
 	t.Helper()
-	qps, dur = 2000, 12*time.Second
+	qps, dur = 2000, defaultDur
 	if v := os.Getenv("PANO_CLUSTER_QPS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -113,7 +114,7 @@ func TestManyNodes(t *testing.T) {
 		testenv.RequireProgram(t, prog, pkg)
 	}
 	testStart := time.Now()
-	qps, dur := clusterLoad(t)
+	qps, dur := clusterLoad(t, 12*time.Second)
 	c := startCluster(t, qps, clusterReplicas)
 	t.Logf("cluster up in %v: %d nodes, %d brokers, %d flowlogs-pipeline replicas", time.Since(testStart).Round(time.Millisecond),
 		clusterNodes, clusterBrokers, clusterReplicas)
@@ -205,8 +206,9 @@ func startCluster(t testing.TB, qps, replicas int) *cluster {
 type clusterTarget struct{ addr, node string }
 
 // clusterPrometheusConfig is PANO's prometheus.yml with each job's
-// targets replaced: several per job, the agents' and shims' labelled with
-// their node, as README.md's many-node configuration says.
+// targets replaced: one or several per job, those with a node labelled
+// with it (the agents' and shims' on many nodes, as README.md's many-node
+// configuration says).
 func clusterPrometheusConfig(t testing.TB, root string, targets map[string][]clusterTarget) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "prometheus", "prometheus.yml"))
@@ -515,7 +517,7 @@ func (c *cluster) flpReplicaPhase(t *testing.T, dur time.Duration) {
 	reps := c.runLoad(t, c.nodes, dur, func() {
 		time.Sleep(dur / 3)
 		killedAt = time.Now()
-		c.flps[1].Kill(t)
+		c.flps[1].Kill()
 		// After the kill: the dead replica commits nothing more, so its
 		// partitions' offsets stay here until another member takes them.
 		at := testenv.GroupCommitted(t, c.kafka.Bootstrap, flpGroup, "dns")
@@ -672,17 +674,7 @@ func BenchmarkManyNodes(b *testing.B) {
 	for prog, pkg := range map[string]string{"dnsperf": "dnsperf", "unbound": "unbound"} {
 		testenv.RequireProgram(b, prog, pkg)
 	}
-	qps, dur := 2000, 30*time.Second
-	if v := os.Getenv("PANO_CLUSTER_QPS"); v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n > 0 {
-			qps = n
-		}
-	}
-	if v := os.Getenv("PANO_CLUSTER_DURATION"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil && d >= 5*time.Second {
-			dur = d
-		}
-	}
+	qps, dur := clusterLoad(b, 30*time.Second)
 	for _, replicas := range []int{1, 2} {
 		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
 			for range b.N {

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/pano-observability/pano/internal/testenv"
 )
 
@@ -342,33 +340,14 @@ func (c *chain) zeekAlive(t testing.TB) {
 }
 
 // prometheusConfig is PANO's prometheus.yml with its targets pointed at
-// this test's processes.
+// this test's processes, one per job.
 func prometheusConfig(t testing.TB, root string, targets map[string]string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "prometheus", "prometheus.yml"))
-	if err != nil {
-		t.Fatal(err)
+	jobs := map[string][]clusterTarget{}
+	for job, addr := range targets {
+		jobs[job] = []clusterTarget{{addr: addr}}
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var keep []any
-	for _, sc := range doc["scrape_configs"].([]any) {
-		sc := sc.(map[string]any)
-		target, ok := targets[sc["job_name"].(string)]
-		if !ok {
-			t.Fatalf("prometheus.yml job %v: no target in this test", sc["job_name"])
-		}
-		sc["static_configs"] = []any{map[string]any{"targets": []any{target}}}
-		keep = append(keep, sc)
-	}
-	doc["scrape_configs"] = keep
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
+	return clusterPrometheusConfig(t, root, jobs)
 }
 
 func hostPort(t testing.TB, metricsURL string) string {

@@ -33,15 +33,8 @@ type FLP struct {
 // node ends: it neither commits its Kafka offsets nor leaves its consumer
 // group, so the group waits for its session to time out before handing
 // its partitions to the others.
-func (f *FLP) Kill(t testing.TB) {
-	t.Helper()
-	if f.proc.exited() {
-		return
-	}
-	if err := f.proc.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill flowlogs-pipeline: %v", err)
-	}
-	<-f.proc.done
+func (f *FLP) Kill() {
+	f.proc.kill()
 }
 
 const flpReadyTimeout = time.Minute

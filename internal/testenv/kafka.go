@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -354,8 +353,7 @@ func (k *Kafka) kill() bool {
 		return false
 	}
 	// The whole process group: svcStart made the JVM its leader.
-	_ = syscall.Kill(-k.proc.cmd.Process.Pid, syscall.SIGKILL)
-	<-k.proc.done
+	k.proc.kill()
 	k.proc = nil
 	return true
 }

@@ -91,6 +91,15 @@ func (p *svcProc) stop(grace time.Duration) {
 		return
 	case <-time.After(grace):
 	}
+	p.kill()
+}
+
+// kill kills the process group with SIGKILL, as a crash ends a service,
+// and returns once the process is gone.
+func (p *svcProc) kill() {
+	if p.exited() {
+		return
+	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 }

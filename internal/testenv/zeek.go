@@ -636,11 +636,7 @@ func (z *Zeek) Exited() (bool, error) {
 // Kill kills the entrypoint and every Zeek it started with SIGKILL, as a
 // crash or an out-of-memory kill ends them, and waits for the entrypoint.
 func (z *Zeek) Kill() {
-	if z.proc.exited() {
-		return
-	}
-	_ = syscall.Kill(-z.proc.cmd.Process.Pid, syscall.SIGKILL)
-	<-z.proc.done
+	z.proc.kill()
 }
 
 // Stop sends SIGTERM, as docker stop does, and waits up to grace for the
